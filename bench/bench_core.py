@@ -1,0 +1,65 @@
+"""Per-step cost of a 10-step in-memory queue: this tree vs actionqueues 0.8.2 vs bare.
+
+usage: python bench/bench_core.py [--rounds 15] [--n 20000]
+
+Run with the interpreter of a venv where this tree is installed (``pip install .``).
+0.8.2 is installed from the package index into ``bench/.venv-seed`` on first use.
+Each round runs every (implementation, path) pair in a fresh process, in a shuffled
+order, so the three are measured interleaved on the same noisy machine; the printed
+figures are medians over the rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+WORKER = HERE / "_core_worker.py"
+SEED_VENV = HERE / ".venv-seed"
+
+
+def seed_python() -> Path:
+    python = SEED_VENV / "bin" / "python"
+    if not python.exists():
+        venv.create(SEED_VENV, with_pip=True)
+        subprocess.run([python, "-m", "pip", "install", "-q", "actionqueues==0.8.2"], check=True)
+    return python
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--n", type=int, default=20000)
+    args = parser.parse_args()
+    pythons = {"seed": seed_python(), "ours": Path(sys.executable), "bare": Path(sys.executable)}
+    runs = [(impl, path) for impl in pythons for path in ("happy", "fail")]
+    results: dict[tuple[str, str], list[float]] = {r: [] for r in runs}
+    for _ in range(args.rounds):
+        random.shuffle(runs)
+        for impl, path in runs:
+            out = subprocess.run(
+                [pythons[impl], WORKER, impl, path, str(args.n)],
+                check=True,
+                capture_output=True,
+                text=True,
+                cwd=HERE,  # never import the source tree by accident
+            )
+            results[impl, path].append(float(out.stdout))
+    print(f"{args.rounds} rounds, {args.n} queues of 10 steps per timing; ns per step, median")
+    print(f"{'path':<8}{'bare':>8}{'0.8.2':>8}{'ours':>8}{'ours/0.8.2':>12}{'ours/bare':>11}")
+    for path in ("happy", "fail"):
+        med = {impl: statistics.median(results[impl, path]) for impl in pythons}
+        print(
+            f"{path:<8}{med['bare']:>8.0f}{med['seed']:>8.0f}{med['ours']:>8.0f}"
+            f"{med['ours'] / med['seed']:>12.2f}{med['ours'] / med['bare']:>11.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Run a sequence of side-effecting actions, with rollback on failure and retries.
+
+The public API lives here; the 0.8.2 modules (``actionqueues.actionqueue``,
+``actionqueues.action``, ``actionqueues.exceptionfactory``,
+``actionqueues.aqstatemachine``) re-export their old names.
+"""
+
+from . import action, actionqueue, aqstatemachine, exceptionfactory
+from ._action import Action, ActionLike, FunctionAction
+from ._engine import report_of
+from ._errors import (
+    ActionQueueError,
+    ActionRetryException,
+    InvalidActionError,
+    InvalidBackoffError,
+    InvalidListenerError,
+    InvalidPolicyError,
+    LifecycleError,
+    RollbackError,
+)
+from ._events import (
+    Event,
+    Listener,
+    LoggingListener,
+    RollbackFailed,
+    RunFinished,
+    StepEvent,
+    StepFailed,
+    StepRetrying,
+    StepRolledBack,
+    StepStarted,
+    StepSucceeded,
+)
+from ._lifecycle import AQStateMachine
+from ._queue import ActionQueue
+from ._report import Phase, RunReport, RunStatus, StepReport, StepStatus
+from ._retry import (
+    DoublingBackoffExceptionFactory,
+    RetryPolicy,
+    is_testing,
+    set_testing,
+)
+
+__version__ = "1.0.0.dev0"
+
+__all__ = [
+    "AQStateMachine",
+    "Action",
+    "ActionLike",
+    "ActionQueue",
+    "ActionQueueError",
+    "ActionRetryException",
+    "DoublingBackoffExceptionFactory",
+    "Event",
+    "FunctionAction",
+    "InvalidActionError",
+    "InvalidBackoffError",
+    "InvalidListenerError",
+    "InvalidPolicyError",
+    "LifecycleError",
+    "Listener",
+    "LoggingListener",
+    "Phase",
+    "RetryPolicy",
+    "RollbackError",
+    "RollbackFailed",
+    "RunFinished",
+    "RunReport",
+    "RunStatus",
+    "StepEvent",
+    "StepFailed",
+    "StepReport",
+    "StepRetrying",
+    "StepRolledBack",
+    "StepStarted",
+    "StepStatus",
+    "StepSucceeded",
+    "action",
+    "actionqueue",
+    "aqstatemachine",
+    "exceptionfactory",
+    "is_testing",
+    "report_of",
+    "set_testing",
+]

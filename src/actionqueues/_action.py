@@ -1,0 +1,95 @@
+"""Actions: 0.8.2's ``Action`` base class, and plain functions as actions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar, runtime_checkable
+
+T_co = TypeVar("T_co", covariant=True)
+
+
+@runtime_checkable
+class ActionLike(Protocol):
+    """Anything with ``execute()`` and ``rollback()`` is an action (rule S9).
+
+    .. versionadded:: 1.0
+    """
+
+    def execute(self) -> object:
+        """Do the step's work; raise to fail it."""
+
+    def rollback(self) -> object:
+        """Undo what ``execute`` did, as far as it got."""
+
+
+class Action:
+    """A base class for actions whose methods do nothing (0.8.2).
+
+    Subclass it and override :meth:`execute` and :meth:`rollback`; keep on ``self``
+    whatever the rollback needs, such as the primary key of a row the execute created.
+    """
+
+    def execute(self) -> object:
+        """Execute this action.
+
+        Save state on the object to allow for rollback of side-effects. Raise
+        ``ActionRetryException`` to be called again, any other exception to fail.
+        """
+        return None
+
+    def rollback(self) -> object:
+        """Roll back the side-effects of the action.
+
+        Called when a later action in the queue fails, or this action's own
+        ``execute`` raised: rollbacks must tolerate a step that got only part way.
+        """
+        return None
+
+
+def _nothing() -> None:
+    return None
+
+
+class FunctionAction(Generic[T_co]):
+    """A pair of plain functions used as an action.
+
+    ``queue.add(create, delete)`` wraps its arguments in one of these. Both functions
+    are called with no arguments; bind what they need with a closure or
+    :func:`functools.partial`. What ``execute`` returns is kept on the report.
+
+    Args:
+        execute: Does the work.
+        rollback: Undoes it; omitted, rollback does nothing.
+        name: The step's name in reports and events; the function's name by default.
+
+    .. versionadded:: 1.0
+    """
+
+    __slots__ = ("execute", "name", "rollback")
+
+    execute: Callable[[], T_co]
+    rollback: Callable[[], object]
+    name: str
+
+    def __init__(
+        self,
+        execute: Callable[[], T_co],
+        rollback: Callable[[], object] | None = None,
+        *,
+        name: str | None = None,
+    ) -> None:
+        self.execute = execute
+        self.rollback = _nothing if rollback is None else rollback
+        self.name = name if name is not None else callable_name(execute)
+
+    def __repr__(self) -> str:
+        return f"FunctionAction({self.execute!r}, {self.rollback!r}, name={self.name!r})"
+
+
+def callable_name(fn: object) -> str:
+    """A readable name for a function, a partial, or any other callable."""
+    inner = getattr(fn, "func", fn)  # functools.partial
+    name = getattr(inner, "__qualname__", None) or getattr(inner, "__name__", None)
+    if not isinstance(name, str):
+        name = type(inner).__qualname__
+    return name.rpartition("<locals>.")[2]  # "outer.<locals>.inner" -> "inner"

@@ -1,0 +1,103 @@
+"""Errors raised by actionqueues.
+
+The hierarchy::
+
+    Exception
+    ├── ActionRetryException            an action asks to be called again (0.8.2)
+    └── ActionQueueError                base of every error the library raises itself
+        ├── LifecycleError              (also AssertionError) a method called out of order
+        ├── InvalidActionError          (also TypeError) add() was given something unusable
+        ├── InvalidPolicyError          (also ValueError, TypeError) a bad retry policy
+        ├── InvalidListenerError        (also TypeError) a listener that cannot be called
+        ├── InvalidBackoffError         (also ValueError) ActionRetryException with a bad ms_backoff
+        └── RollbackError               (also ExceptionGroup) strict mode: rollbacks failed
+
+Errors about arguments are raised before any action runs. The user's own exceptions
+are never wrapped: they propagate as the very objects the actions raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._report import RunReport
+
+
+class ActionRetryException(Exception):
+    """Raised by an action's ``execute`` or ``rollback`` to be called again.
+
+    The queue sleeps ``ms_backoff`` milliseconds and calls the same method again, for as
+    long as the action keeps raising it. Under a declared retry policy each retry spends
+    one of the policy's attempts.
+
+    Args:
+        ms_backoff: Milliseconds to wait before the next call. Checked by the queue when
+            the exception arrives: a negative or non-numeric value fails the action with
+            :class:`InvalidBackoffError`.
+    """
+
+    def __init__(self, ms_backoff: float = 0) -> None:
+        # 0.8.2 did not call Exception.__init__, so ``args`` holds whatever was passed
+        # positionally; keep it that way.
+        self.ms_backoff = ms_backoff
+
+
+class ActionQueueError(Exception):
+    """Base class of every error raised by actionqueues itself."""
+
+
+class LifecycleError(ActionQueueError, AssertionError):
+    """A queue method was called out of order (add → execute → rollback).
+
+    It is an ``AssertionError`` because 0.8.2 signalled these with ``assert``; unlike an
+    ``assert`` it is raised under ``python -O`` too.
+    """
+
+
+class InvalidActionError(ActionQueueError, TypeError):
+    """``add()`` was given an object that cannot be run as an action."""
+
+
+class InvalidPolicyError(ActionQueueError, ValueError, TypeError):
+    """A retry policy's argument is out of range or of the wrong type."""
+
+
+class InvalidListenerError(ActionQueueError, TypeError):
+    """A listener is not callable, or subscribes to something that is not an event."""
+
+
+class InvalidBackoffError(ActionQueueError, ValueError):
+    """An action raised ``ActionRetryException`` with an unusable ``ms_backoff``.
+
+    Attributes:
+        step: The name of the step whose action raised it.
+    """
+
+    def __init__(self, message: str, *, step: str) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+class RollbackError(ActionQueueError, ExceptionGroup[Exception]):
+    """Strict mode: one or more rollbacks failed after every rollback was tried.
+
+    ``exceptions`` holds the rollback failures, latest step first (the order they were
+    rolled back in); ``report`` the run's report. When raised by ``run()``, the
+    execution failure that caused the rollback is its ``__cause__``.
+    """
+
+    report: RunReport | None
+
+    def __new__(
+        cls, message: str, exceptions: Sequence[Exception], *, report: RunReport | None = None
+    ) -> RollbackError:
+        self = super().__new__(cls, message, exceptions)
+        self.report = report
+        return self
+
+    def __init__(
+        self, message: str, exceptions: Sequence[Exception], *, report: RunReport | None = None
+    ) -> None:
+        super().__init__(message, exceptions)

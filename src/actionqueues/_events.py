@@ -1,0 +1,241 @@
+"""Typed events and the listeners that receive them.
+
+A listener is any callable taking one event. It receives every event unless it has an
+``events`` attribute naming the event types it wants, which lets the queue skip all
+work for events nobody wants. A listener that raises is logged and ignored: it never
+stops a run nor skips a rollback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Final, TypeAlias
+
+from ._errors import InvalidListenerError
+from ._report import Phase, RunReport
+
+logger: Final = logging.getLogger("actionqueues")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Base of every event.
+
+    Attributes:
+        queue: The queue's name, or None.
+
+    .. versionadded:: 1.0
+    """
+
+    queue: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepEvent(Event):
+    """Base of the events about one step.
+
+    Attributes:
+        step: The step's name.
+        index: The step's position, from 0.
+    """
+
+    step: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepStarted(StepEvent):
+    """An ``execute`` or ``rollback`` call is about to be made (once per attempt)."""
+
+    phase: Phase
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepSucceeded(StepEvent):
+    """``execute`` returned."""
+
+    attempt: int
+    result: object
+    duration: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepRetrying(StepEvent):
+    """A call failed and will be made again after ``wait`` seconds."""
+
+    phase: Phase
+    attempt: int
+    error: BaseException
+    wait: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepFailed(StepEvent):
+    """``execute`` failed for good; the run stops here."""
+
+    attempt: int
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepRolledBack(StepEvent):
+    """``rollback`` returned."""
+
+    attempt: int
+    duration: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RollbackFailed(StepEvent):
+    """``rollback`` failed for good; rollback goes on with the earlier steps."""
+
+    attempt: int
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunFinished(Event):
+    """``execute()`` or ``rollback()`` has ended; ``report.status`` says how."""
+
+    report: RunReport
+
+
+Listener: TypeAlias = Callable[[Event], object]
+
+_ALL_EVENTS: Final = (
+    StepStarted,
+    StepSucceeded,
+    StepRetrying,
+    StepFailed,
+    StepRolledBack,
+    RollbackFailed,
+    RunFinished,
+)
+
+
+class LoggingListener:
+    """Log events on the ``actionqueues`` logger (or another).
+
+    Rollback failures are logged at ERROR with their traceback, failures and retries
+    at WARNING, the rest at DEBUG. Messages count steps from 1, as reports do.
+    Every queue has one of these subscribed to :class:`RollbackFailed` alone, so
+    rollback failures are always logged; add ``LoggingListener()`` to a queue's
+    listeners to log everything.
+
+    Args:
+        logger: Where to log; the ``actionqueues`` logger by default.
+        events: The event types to log; all by default.
+
+    .. versionadded:: 1.0
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger = logger,
+        *,
+        events: Iterable[type[Event]] = _ALL_EVENTS,
+    ) -> None:
+        self.logger = logger
+        self.events = frozenset(events)
+
+    def __call__(self, event: Event) -> None:
+        log = self.logger
+        if isinstance(event, RollbackFailed):
+            log.error(
+                "rollback of step %d (%r) of queue %r failed after %d attempt(s); "
+                "rolling back the earlier steps anyway",
+                event.index + 1,
+                event.step,
+                event.queue,
+                event.attempt,
+                exc_info=event.error,
+            )
+        elif isinstance(event, StepFailed):
+            log.warning(
+                "step %d (%r) of queue %r failed after %d attempt(s): %r",
+                event.index + 1,
+                event.step,
+                event.queue,
+                event.attempt,
+                event.error,
+            )
+        elif isinstance(event, StepRetrying):
+            log.warning(
+                "%s of step %d (%r) of queue %r failed (attempt %d: %r); retrying in %.3fs",
+                event.phase.value,
+                event.index + 1,
+                event.step,
+                event.queue,
+                event.attempt,
+                event.error,
+                event.wait,
+            )
+        elif isinstance(event, RunFinished):
+            log.debug("%s", event.report.summary())
+        else:
+            log.debug("%r", event)
+
+
+#: Always subscribed: rule E3, rollback failures are logged at ERROR.
+_ROLLBACK_FAILURE_LOG: Final = LoggingListener(events=(RollbackFailed,))
+
+
+class EventBus:
+    """Delivers each event to the listeners subscribed to its type."""
+
+    __slots__ = ("_by_type",)
+
+    def __init__(self, listeners: Iterable[Listener]) -> None:
+        chosen = list(listeners)
+        for listener in chosen:
+            if not callable(listener):
+                msg = (
+                    f"Listener {listener!r} is not callable. A listener is a function (or "
+                    "an object with __call__) that takes one event."
+                )
+                raise InvalidListenerError(msg)
+        if not any(RollbackFailed in _events_of(x) for x in chosen):
+            chosen.append(_ROLLBACK_FAILURE_LOG)
+        by_type: dict[type[Event], list[Listener]] = {}
+        for listener in chosen:
+            for kind in _events_of(listener):
+                by_type.setdefault(kind, []).append(listener)
+        self._by_type = {k: tuple(v) for k, v in by_type.items()}
+
+    def wants(self, kind: type[Event]) -> bool:
+        """Whether any listener is subscribed to ``kind``."""
+        return kind in self._by_type
+
+    def emit(self, event: Event) -> None:
+        """Deliver ``event``; a listener's exception is logged, never propagated."""
+        for listener in self._by_type.get(type(event), ()):
+            try:
+                listener(event)
+            except Exception:
+                logger.exception(
+                    "listener %r raised while handling %s; ignored",
+                    listener,
+                    type(event).__name__,
+                )
+
+
+def _events_of(listener: Listener) -> frozenset[type[Event]]:
+    wanted = getattr(listener, "events", None)
+    if wanted is None:
+        return frozenset(_ALL_EVENTS)
+    try:
+        kinds = frozenset(wanted)
+    except TypeError:
+        kinds = frozenset({wanted})
+    bad = [k for k in kinds if not (isinstance(k, type) and issubclass(k, Event))]
+    if bad:
+        msg = (
+            f"Listener {listener!r} has events={wanted!r}, but {bad[0]!r} is not an event "
+            "type. Name event classes such as actionqueues.StepFailed."
+        )
+        raise InvalidListenerError(msg)
+    # A base class (Event, StepEvent) subscribes to all its subclasses.
+    return frozenset(e for e in _ALL_EVENTS if any(issubclass(e, k) for k in kinds))

@@ -1,0 +1,349 @@
+"""Retry policies, backoff, the testing switch, and 0.8.2's exception factory.
+
+Nothing is retried unless a policy says so (actions have side effects). The one
+exception is 0.8.2's :class:`ActionRetryException`, which an action raises to ask for
+another call; with no policy declared it keeps 0.8.2's behaviour (retry for as long as
+it is raised), under a policy it spends the policy's budget.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from datetime import timedelta
+from numbers import Real
+from types import TracebackType
+from typing import NoReturn, TypeAlias
+
+from ._errors import ActionRetryException, InvalidBackoffError, InvalidPolicyError
+
+#: A predicate for ``on``: return ``True`` to retry with backoff, ``False`` not to
+#: retry, or a number of seconds (or a ``timedelta``) to retry after exactly that wait.
+RetryPredicate: TypeAlias = Callable[[Exception], bool | float | timedelta]
+RetryOn: TypeAlias = type[Exception] | tuple[type[Exception], ...] | RetryPredicate
+Duration: TypeAlias = float | timedelta
+
+_testing = False
+
+
+class _Testing:
+    """Returned by :func:`set_testing`; restores the previous setting on ``__exit__``."""
+
+    __slots__ = ("_previous",)
+
+    def __init__(self, previous: bool) -> None:
+        self._previous = previous
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        global _testing
+        _testing = self._previous
+
+
+def set_testing(testing: bool = True) -> _Testing:
+    """Make every retry wait instant (or stop doing so), process-wide.
+
+    Policies are untouched: attempts are still counted and a ``timeout`` still ends
+    retrying, measured as if the skipped waits had been slept. Works as a plain call
+    or as a context manager that restores the previous setting::
+
+        with actionqueues.set_testing():
+            queue.run()
+
+    .. versionadded:: 1.0
+    """
+    global _testing
+    previous, _testing = _testing, bool(testing)
+    return _Testing(previous)
+
+
+def is_testing() -> bool:
+    """Whether :func:`set_testing` has made retry waits instant.
+
+    .. versionadded:: 1.0
+    """
+    return _testing
+
+
+def _seconds(name: str, value: object, *, allow_none: bool = False) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, Real) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        none = " or None" if allow_none else ""
+        msg = (
+            f"RetryPolicy({name}={value!r}): {name} must be a number of seconds or a "
+            f"datetime.timedelta{none}."
+        )
+        raise InvalidPolicyError(msg)
+    if not math.isfinite(seconds) or seconds < 0:
+        none = "; pass None for no limit" if allow_none else ""
+        msg = (
+            f"RetryPolicy({name}={value!r}): {name} must be a finite number of seconds >= 0{none}."
+        )
+        raise InvalidPolicyError(msg)
+    return seconds
+
+
+def _check_on(on: object) -> tuple[tuple[type[Exception], ...], RetryPredicate | None]:
+    def is_exc_type(t: object) -> bool:
+        return isinstance(t, type) and issubclass(t, BaseException)
+
+    if is_exc_type(on):
+        return (on,), None  # type: ignore[return-value]
+    if isinstance(on, tuple) and on and all(is_exc_type(t) for t in on):
+        return on, None
+    if callable(on) and not isinstance(on, type):
+        return (), on
+    msg = (
+        f"RetryPolicy(on={on!r}): on must be an exception type, a non-empty tuple of "
+        "exception types, or a callable that takes the exception and returns True, "
+        "False or a wait in seconds."
+    )
+    raise InvalidPolicyError(msg)
+
+
+class RetryPolicy:
+    """When and how to retry a failed ``execute`` or ``rollback``.
+
+    The parameters are stamina's: ``attempts`` counts every call, the first included;
+    ``timeout`` is the budget in seconds for all attempts of one step, measured from
+    the first attempt's start, and no wait is started that would end past it. The wait
+    before retry *n* is ``wait_initial * wait_exp_base ** (n - 1)`` plus a random jitter
+    in ``[0, wait_jitter]``, capped at ``wait_max``. When a policy gives up the action's
+    own exception propagates, never a wrapper.
+
+    A policy holds no state of its own: one object can serve many queues, threads and
+    tasks at once.
+
+    Args:
+        on: What to retry: an exception type, a tuple of them, or a predicate that
+            takes the exception and returns ``True`` (retry with backoff), ``False``
+            (give up) or a wait in seconds or as a ``timedelta`` (retry after exactly
+            that wait, uncapped but within ``timeout``).
+        attempts: Total calls, first included; ``None`` for no limit.
+        timeout: Budget for all attempts of one step; ``None`` for no limit.
+        wait_initial: First backoff.
+        wait_max: Cap on each computed backoff.
+        wait_jitter: Upper bound of the random amount added to each backoff.
+        wait_exp_base: Growth factor of the backoff.
+
+    Raises:
+        InvalidPolicyError: An argument is out of range (``attempts < 1``, a negative,
+            NaN or infinite duration) or of the wrong type.
+
+    .. versionadded:: 1.0
+    """
+
+    __slots__ = (
+        "_on_types",
+        "_predicate",
+        "attempts",
+        "on",
+        "timeout",
+        "wait_exp_base",
+        "wait_initial",
+        "wait_jitter",
+        "wait_max",
+    )
+
+    on: RetryOn
+    _on_types: tuple[type[Exception], ...]
+    _predicate: RetryPredicate | None
+    attempts: int | None
+    timeout: float | None
+    wait_initial: float
+    wait_max: float
+    wait_jitter: float
+    wait_exp_base: float
+
+    def __init__(
+        self,
+        *,
+        on: RetryOn,
+        attempts: int | None = 10,
+        timeout: Duration | None = 45.0,
+        wait_initial: Duration = 0.1,
+        wait_max: Duration = 5.0,
+        wait_jitter: Duration = 1.0,
+        wait_exp_base: float = 2.0,
+    ) -> None:
+        on_types, predicate = _check_on(on)
+        if attempts is not None and (
+            not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1
+        ):
+            msg = (
+                f"RetryPolicy(attempts={attempts!r}): attempts counts every call, the "
+                "first included, so it must be a whole number >= 1 (1 means no retry); "
+                "pass None for no limit."
+            )
+            raise InvalidPolicyError(msg)
+        base = _seconds("wait_exp_base", wait_exp_base)
+        if isinstance(wait_exp_base, timedelta) or not base:
+            msg = (
+                f"RetryPolicy(wait_exp_base={wait_exp_base!r}): wait_exp_base must be a "
+                "finite number > 0 (2 doubles each wait)."
+            )
+            raise InvalidPolicyError(msg)
+        setattr_ = object.__setattr__
+        setattr_(self, "on", on)
+        setattr_(self, "_on_types", on_types)
+        setattr_(self, "_predicate", predicate)
+        setattr_(self, "attempts", attempts)
+        setattr_(self, "timeout", _seconds("timeout", timeout, allow_none=True))
+        setattr_(self, "wait_initial", _seconds("wait_initial", wait_initial))
+        setattr_(self, "wait_max", _seconds("wait_max", wait_max))
+        setattr_(self, "wait_jitter", _seconds("wait_jitter", wait_jitter))
+        setattr_(self, "wait_exp_base", base)
+
+    def __setattr__(self, name: str, value: object) -> NoReturn:
+        msg = f"RetryPolicy is immutable; use RetryPolicy.replace({name}=...) instead."
+        raise AttributeError(msg)
+
+    def __delattr__(self, name: str) -> NoReturn:
+        msg = "RetryPolicy is immutable."
+        raise AttributeError(msg)
+
+    def _fields(self) -> dict[str, object]:
+        return {
+            "on": self.on,
+            "attempts": self.attempts,
+            "timeout": self.timeout,
+            "wait_initial": self.wait_initial,
+            "wait_max": self.wait_max,
+            "wait_jitter": self.wait_jitter,
+            "wait_exp_base": self.wait_exp_base,
+        }
+
+    def replace(self, **changes: object) -> RetryPolicy:
+        """A copy with ``changes`` applied, validated like a new policy."""
+        return RetryPolicy(**{**self._fields(), **changes})  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self._fields().items())
+        return f"RetryPolicy({fields})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RetryPolicy):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._fields().values()))
+
+    def backoff(self, retry: int) -> float:
+        """The computed wait before retry number ``retry`` (1 for the first retry).
+
+        Never negative, never overflows, never above ``wait_max``.
+        """
+        try:
+            wait = self.wait_initial * self.wait_exp_base ** (retry - 1)
+        except OverflowError:
+            return self.wait_max
+        if self.wait_jitter:
+            wait += random.uniform(0, self.wait_jitter)  # noqa: S311 - jitter, not crypto
+        # NaN (0 * inf) or inf both mean "very large": cap them.
+        return wait if wait <= self.wait_max else self.wait_max
+
+    def verdict(self, exc: Exception) -> float | bool:
+        """Whether ``exc`` is retried: ``True``/``False``, or an explicit wait."""
+        if self._predicate is None:
+            return isinstance(exc, self._on_types)
+        answer = self._predicate(exc)
+        if isinstance(answer, bool):
+            return answer
+        if isinstance(answer, timedelta):
+            answer = answer.total_seconds()
+        wait: object = answer
+        if isinstance(wait, Real) and 0 <= float(wait) < math.inf:
+            return float(wait)
+        msg = (
+            f"The retry predicate {self._predicate!r} returned {answer!r} for "
+            f"{exc!r}; it must return True, False, or a finite wait in seconds >= 0."
+        )
+        raise InvalidPolicyError(msg) from exc
+
+
+def retry_exception_wait(exc: ActionRetryException, step: str) -> float:
+    """Seconds to wait for an ``ActionRetryException``, after checking ``ms_backoff``."""
+    ms: object = exc.ms_backoff
+    if isinstance(ms, Real) and 0 <= float(ms) < math.inf:  # NaN fails the comparison
+        return float(ms) / 1000.0
+    msg = (
+        f"Step {step!r} raised ActionRetryException(ms_backoff={ms!r}): ms_backoff must be "
+        "a finite number of milliseconds >= 0 (0 retries at once)."
+    )
+    raise InvalidBackoffError(msg, step=step) from exc
+
+
+def next_wait(
+    policy: RetryPolicy | None,
+    exc: BaseException,
+    attempts: int,
+    elapsed: float,
+    step: str,
+) -> float | None:
+    """Decide whether a failed call is retried: the wait before the next call, or None.
+
+    Args:
+        policy: The policy in force for this step and phase, if any.
+        exc: What the call raised.
+        attempts: Calls made so far, the failed one included.
+        elapsed: Seconds since the step's first call started (skipped test waits
+            included).
+        step: The step's name, for error messages.
+    """
+    explicit: float | bool
+    if isinstance(exc, ActionRetryException):
+        explicit = retry_exception_wait(exc, step)
+        if policy is None:
+            return explicit  # 0.8.2: retry for as long as it is raised
+    elif policy is None or not isinstance(exc, Exception):
+        # KeyboardInterrupt, SystemExit and cancellation are never retried.
+        return None
+    else:
+        explicit = policy.verdict(exc)
+        if explicit is False:
+            return None
+    if policy.attempts is not None and attempts >= policy.attempts:
+        return None
+    wait = policy.backoff(attempts) if explicit is True else float(explicit)
+    if policy.timeout is not None and elapsed + wait > policy.timeout:
+        return None
+    return wait
+
+
+class DoublingBackoffExceptionFactory:
+    """Raise ``ActionRetryException`` a number of times, doubling the backoff, then fail.
+
+    Create one per action and per method (execute, rollback). Each call to
+    :meth:`raise_exception` raises ``ActionRetryException`` with a backoff of
+    ``ms_backoff_initial``, then twice that, and so on, for ``retries`` calls; every
+    later call raises ``original_exception``, or a plain ``Exception`` when none is
+    given.
+    """
+
+    def __init__(self, retries: int = 3, ms_backoff_initial: float = 500) -> None:
+        self._max_retries = retries
+        self._executed_retries = 0
+        self._ms_backoff = ms_backoff_initial
+
+    def raise_exception(self, original_exception: BaseException | None = None) -> NoReturn:
+        """Raise the next retry exception, or the final one once retries are spent."""
+        if self._executed_retries < self._max_retries:
+            current = self._ms_backoff
+            self._executed_retries += 1
+            self._ms_backoff = self._ms_backoff * 2
+            raise ActionRetryException(current)
+        raise original_exception or Exception()

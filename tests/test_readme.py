@@ -1,0 +1,60 @@
+"""Every Python block in the README runs, and the shown output is what it prints."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+
+
+def blocks() -> list[tuple[str, str]]:
+    return [(m.group(1), m.group(2)) for m in FENCE.finditer(README.read_text())]
+
+
+def python_blocks() -> list[tuple[int, str, str | None]]:
+    """Each Python block, with the untagged block right after it (its output), if any."""
+    found = blocks()
+    result = []
+    for i, (lang, code) in enumerate(found):
+        if lang == "python":
+            nxt = found[i + 1] if i + 1 < len(found) else None
+            shown = nxt[1] if nxt is not None and nxt[0] == "" else None
+            result.append((i, code, shown))
+    return result
+
+
+def run_block(code: str) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, str(README), "exec"), {"__name__": "readme"})  # noqa: S102
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(("index", "code", "shown"), python_blocks())
+def test_readme_block_runs(index: int, code: str, shown: str | None) -> None:
+    """Each README block runs without error; shown output matches, line by line."""
+    printed = run_block(code)
+    if shown is not None:
+        assert shown.splitlines() == printed.splitlines()[-len(shown.splitlines()) :]
+
+
+def test_readme_opens_with_the_two_setup_commands() -> None:
+    """The first block is the two set-up commands that .ci/run also runs."""
+    lang, code = blocks()[0]
+    assert "sh" == lang
+    install, tests = code.strip().splitlines()
+    assert install.endswith("examples/signup.py")
+    assert tests.endswith("-m pytest")
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert "README.md" in ci
+
+
+def test_readme_has_python_blocks() -> None:
+    """The README's examples are really collected."""
+    assert len(python_blocks()) >= 6
