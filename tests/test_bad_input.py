@@ -157,3 +157,9 @@ def test_callable_names() -> None:
 
     assert "Callable" == callable_name(Callable())
     assert "print" == callable_name(functools.partial(print, "x"))
+
+
+def test_unknown_add_option_is_refused() -> None:
+    """add(): a misspelt option is a TypeError listing the real ones."""
+    with pytest.raises(TypeError, match=r"unknown option.*nmae.*name=, retry= and rollback_retry="):
+        ActionQueue().add(lambda: None, nmae="x")  # type: ignore[call-arg]

@@ -7,7 +7,7 @@ The public API lives here; the 0.8.2 modules (``actionqueues.actionqueue``,
 
 from . import action, actionqueue, aqstatemachine, exceptionfactory
 from ._action import Action, ActionLike, FunctionAction
-from ._engine import report_of
+from ._engine import StepOptions, report_of
 from ._errors import (
     ActionQueueError,
     ActionRetryException,
@@ -69,6 +69,7 @@ __all__ = [
     "RunStatus",
     "StepEvent",
     "StepFailed",
+    "StepOptions",
     "StepReport",
     "StepRetrying",
     "StepRolledBack",

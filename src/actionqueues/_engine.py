@@ -33,7 +33,7 @@ import inspect
 from collections.abc import Callable, Iterable
 from time import perf_counter
 from types import MappingProxyType
-from typing import Final
+from typing import Final, TypedDict, Unpack
 
 from . import _retry
 from ._action import ActionLike, FunctionAction, callable_name
@@ -79,6 +79,17 @@ _RUN_STATUS: Final = {
 }
 
 
+class StepOptions(TypedDict, total=False):
+    """The keyword options of ``add()``.
+
+    .. versionadded:: 1.0
+    """
+
+    name: str
+    retry: RetryPolicy | None
+    rollback_retry: RetryPolicy | None
+
+
 def _describe(obj: object) -> str:
     return f"{obj!r} (a {type(obj).__qualname__})"
 
@@ -105,6 +116,7 @@ class Engine:
         "_checked",
         "_end",
         "_error",
+        "_execute_policy",
         "_executed",
         "_interrupt",
         "_may_retry",
@@ -118,8 +130,7 @@ class Engine:
         "_rb_t0",
         "_report_finish",
         "_results",
-        "_retry",
-        "_rollback_retry",
+        "_rollback_policy",
         "_skipped",
         "_starts",
         "_state",
@@ -143,8 +154,8 @@ class Engine:
             msg = f"name={name!r} must be a string (or None)."
             raise TypeError(msg)
         self._name = name
-        self._retry = None if retry is None else _check_policy(retry, "retry")
-        self._rollback_retry = (
+        self._execute_policy = None if retry is None else _check_policy(retry, "retry")
+        self._rollback_policy = (
             None if rollback_retry is None else _check_policy(rollback_retry, "rollback_retry")
         )
         self._strict = strict
@@ -159,7 +170,7 @@ class Engine:
             self._report_finish = bus.wants(RunFinished)
         # Whether any failure other than ActionRetryException can be retried: the cheap
         # test that keeps plain failures off the retry path.
-        self._may_retry = self._retry is not None or self._rollback_retry is not None
+        self._may_retry = self._execute_policy is not None or self._rollback_policy is not None
         # Per-step clock reads: asked for, carried by events, or needed because a retry
         # policy's timeout counts from the first attempt's start.
         self._timed = bool(timings or self._track or self._may_retry)
@@ -191,10 +202,7 @@ class Engine:
         self,
         action: ActionLike | Callable[[], object],
         rollback: Callable[[], object] | None = None,
-        *,
-        name: str | None = None,
-        retry: RetryPolicy | None = None,
-        rollback_retry: RetryPolicy | None = None,
+        **options: Unpack[StepOptions],
     ) -> None:
         """Add a step to the end of the queue.
 
@@ -202,31 +210,36 @@ class Engine:
             action: An object with ``execute()`` and ``rollback()`` methods, or a
                 function to call as the step's execute.
             rollback: With a function ``action``: the function that undoes it.
-            name: The step's name in reports and events.
-            retry: The retry policy for this step's ``execute`` (overrides the
-                queue's).
-            rollback_retry: The retry policy for this step's ``rollback``.
+            **options: Keywords of :class:`StepOptions`: ``name`` (the step's name
+                in reports and events), ``retry`` (the retry policy for this step's
+                ``execute``, overriding the queue's) and ``rollback_retry`` (for its
+                ``rollback``).
 
         Raises:
             InvalidActionError: ``action`` cannot be run as an action.
             InvalidPolicyError: ``retry`` or ``rollback_retry`` is not a RetryPolicy.
             LifecycleError: The queue has already started executing.
+            TypeError: An unknown option, or a name that is not a string.
         """
+        # ``**options`` rather than keyword-only parameters: CPython calls a function
+        # with keyword-only parameters by a slower path, and add() is on the hot path.
         if self._state is not _NEW:
             raise lifecycle_error("add", self._state)
         if rollback is not None or type(action) not in self._checked:
             action = self._as_action(action, rollback)
-        if name is not None or retry is not None or rollback_retry is not None:
-            self._set_options(len(self._actions), name, retry, rollback_retry)
+        if options:
+            self._set_options(len(self._actions), options)
         self._actions.append(action)  # type: ignore[arg-type]
 
-    def _set_options(
-        self,
-        index: int,
-        name: str | None,
-        retry: RetryPolicy | None,
-        rollback_retry: RetryPolicy | None,
-    ) -> None:
+    def _set_options(self, index: int, options: StepOptions) -> None:
+        unknown = options.keys() - StepOptions.__annotations__.keys()
+        if unknown:
+            msg = (
+                f"add() got unknown option(s) {', '.join(sorted(unknown))}; the options "
+                "are name=, retry= and rollback_retry=."
+            )
+            raise TypeError(msg)
+        name = options.get("name")
         if name is not None:
             if not isinstance(name, str):
                 msg = f"add(name={name!r}): a step's name must be a string."
@@ -234,14 +247,12 @@ class Engine:
             if not self._names:
                 self._names = {}
             self._names[index] = name
-        for phase, policy, what in (
-            (_EXECUTE, retry, "add(retry"),
-            (_ROLLBACK, rollback_retry, "add(rollback_retry"),
-        ):
-            if _check_policy(policy, what) is not None:
+        for phase, key in ((_EXECUTE, "retry"), (_ROLLBACK, "rollback_retry")):
+            policy = _check_policy(options.get(key), f"add({key}")
+            if policy is not None:
                 if not self._policies:
                     self._policies = {}
-                self._policies[phase, index] = policy  # type: ignore[assignment]
+                self._policies[phase, index] = policy
                 self._timed = self._may_retry = True
 
     def _as_action(self, obj: object, rollback: object) -> ActionLike:
@@ -323,7 +334,7 @@ class Engine:
         policy = self._policies.get((phase, index))
         if policy is not None:
             return policy
-        return self._retry if phase is _EXECUTE else self._rollback_retry
+        return self._execute_policy if phase is _EXECUTE else self._rollback_policy
 
     # -- execution ------------------------------------------------------------------
 
