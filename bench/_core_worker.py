@@ -1,8 +1,10 @@
 """One timing of a 10-step in-memory queue; run by bench_core.py in a fresh process.
 
-usage: python _core_worker.py {seed,ours,bare} {happy,fail} N
+usage: python _core_worker.py {seed,ours,ours-run,bare} {happy,fail} N
 Prints nanoseconds per step: queue built, 10 actions added, executed (and, on the
-failure path, the last step fails and the whole queue is rolled back).
+failure path, the last step fails and the whole queue is rolled back). ``ours`` uses
+0.8.2's API (execute, then rollback on failure); ``ours-run`` the one call ``run()``,
+which also builds the report it returns and, on failure, notes the exception.
 """
 
 from __future__ import annotations
@@ -39,6 +41,16 @@ def queue_run(queue_cls: type, actions: list[Ok], fail: bool) -> None:
         q.execute()
 
 
+def run_run(queue_cls: type, actions: list[Ok], fail: bool) -> None:
+    q = queue_cls()
+    for a in actions:
+        q.add(a)
+    try:  # noqa: SIM105 - the same try/except as the 0.8.2 path, for a fair comparison
+        q.run()
+    except ValueError:
+        pass
+
+
 def bare_run(queue_cls: object, actions: list[Ok], fail: bool) -> None:
     """The same calls with no library: the floor."""
     executed = []
@@ -63,7 +75,7 @@ def main() -> None:
     else:
         from actionqueues.actionqueue import ActionQueue
 
-        run, cls = queue_run, ActionQueue  # type: ignore[assignment]
+        run, cls = run_run if impl == "ours-run" else queue_run, ActionQueue  # type: ignore[assignment]
     for _ in range(n // 10):  # warm up
         run(cls, actions, fail)
     best = float("inf")

@@ -10,7 +10,9 @@ from _helpers import Step
 from actionqueues import (
     Action,
     ActionQueue,
+    ActionQueueError,
     InvalidActionError,
+    InvalidArgumentError,
     InvalidPolicyError,
     RetryPolicy,
 )
@@ -100,14 +102,14 @@ def test_coroutine_functions_are_refused_by_the_sync_queue() -> None:
 
 def test_bad_policy_types_are_refused() -> None:
     """Policies must be RetryPolicy objects, on the queue and on a step."""
-    with pytest.raises(InvalidPolicyError, match="retry=3 is not a RetryPolicy"):
+    with pytest.raises(InvalidPolicyError, match=r"^ActionQueue\(retry=3\): not a RetryPolicy"):
         ActionQueue(retry=3)  # type: ignore[arg-type]
-    with pytest.raises(InvalidPolicyError, match="rollback_retry='x' is not a RetryPolicy"):
+    with pytest.raises(InvalidPolicyError, match=r"ActionQueue\(rollback_retry='x'\): not a"):
         ActionQueue(rollback_retry="x")  # type: ignore[arg-type]
     q = ActionQueue()
-    with pytest.raises(InvalidPolicyError, match=r"add\(retry=\{\} is not a RetryPolicy"):
+    with pytest.raises(InvalidPolicyError, match=r"^add\(retry=\{\}\): not a RetryPolicy"):
         q.add(lambda: None, retry={})  # type: ignore[arg-type]
-    with pytest.raises(InvalidPolicyError, match=r"add\(rollback_retry=1"):
+    with pytest.raises(InvalidPolicyError, match=r"add\(rollback_retry=1\)"):
         q.add(lambda: None, rollback_retry=1)  # type: ignore[arg-type]
     q.add(lambda: None, retry=RetryPolicy(on=ValueError))
     assert 1 == len(q.report.steps)
@@ -115,9 +117,9 @@ def test_bad_policy_types_are_refused() -> None:
 
 def test_bad_names_are_refused() -> None:
     """Names must be strings."""
-    with pytest.raises(TypeError, match="name=3 must be a string"):
+    with pytest.raises(InvalidArgumentError, match=r"ActionQueue\(name=3\): the name must be"):
         ActionQueue(name=3)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="a step's name must be a string"):
+    with pytest.raises(InvalidArgumentError, match="a step's name must be a string"):
         ActionQueue().add(lambda: None, name=b"x")  # type: ignore[arg-type]
 
 
@@ -161,5 +163,33 @@ def test_callable_names() -> None:
 
 def test_unknown_add_option_is_refused() -> None:
     """add(): a misspelt option is a TypeError listing the real ones."""
-    with pytest.raises(TypeError, match=r"unknown option.*nmae.*name=, retry= and rollback_retry="):
+    with pytest.raises(
+        InvalidArgumentError, match=r"unknown option.*nmae.*name=, retry= and rollback_retry="
+    ):
         ActionQueue().add(lambda: None, nmae="x")  # type: ignore[call-arg]
+
+
+def test_async_callable_objects_are_refused() -> None:
+    """add(): an object whose __call__ is async def is a coroutine function too."""
+
+    class Notify:
+        async def __call__(self) -> None:
+            pass
+
+    with pytest.raises(InvalidActionError, match="coroutine function"):
+        ActionQueue().add(Notify())
+
+
+def test_every_bad_argument_error_is_an_actionqueue_error() -> None:
+    """Bad input errors share ActionQueueError and are TypeError and ValueError."""
+    for make in (
+        lambda: ActionQueue(name=1),  # type: ignore[arg-type]
+        lambda: ActionQueue().add(print, name=1),  # type: ignore[arg-type]
+        lambda: ActionQueue().add(print, nmae="x"),  # type: ignore[call-arg]
+        lambda: ActionQueue(listeners=print),  # type: ignore[arg-type]
+        lambda: ActionQueue().add(42),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(ActionQueueError) as caught:
+            make()
+        assert isinstance(caught.value, TypeError)
+        assert isinstance(caught.value, ValueError)

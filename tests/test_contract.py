@@ -194,7 +194,7 @@ def test_s7_factory_in_a_queue_gives_up_with_the_original(
     ("calls", "fix"),
     [
         (["execute", "add"], "already been executed. Create a new ActionQueue"),
-        (["execute", "execute"], "Create a new ActionQueue"),
+        (["execute", "execute"], "Call rollback() to undo it, or create a new ActionQueue"),
         (["rollback"], "Call execute() first"),
         (["execute", "rollback", "rollback"], "already been rolled back"),
         (["execute", "rollback", "execute"], "Create a new ActionQueue"),

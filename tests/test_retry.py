@@ -315,8 +315,10 @@ def test_real_waits_are_slept() -> None:
         ({"wait_initial": -0.1}, "wait_initial must be a finite number"),
         ({"wait_max": math.inf}, "wait_max must be a finite number"),
         ({"wait_jitter": math.nan}, "wait_jitter must be a finite number"),
-        ({"wait_exp_base": 0}, "wait_exp_base must be a finite number > 0"),
-        ({"wait_exp_base": timedelta(1)}, "wait_exp_base must be a finite number > 0"),
+        ({"wait_exp_base": 0}, "wait_exp_base is the factor between one wait and the next"),
+        ({"wait_exp_base": timedelta(1)}, "a finite number > 0"),
+        ({"wait_exp_base": "2"}, "a finite number > 0"),
+        ({"wait_max": 1e300}, "wait_max must be a finite number of seconds >= 0 and at most"),
         ({"wait_initial": timedelta(seconds=-1)}, "wait_initial must be a finite number"),
     ],
 )

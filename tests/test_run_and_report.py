@@ -59,7 +59,7 @@ def test_run_rolls_back_and_reraises_the_original_with_a_note(
     assert report is not None
     assert report.status == RunStatus.ROLLED_BACK
     assert error is report.error
-    assert report.failed_step is report.steps[1]
+    assert report.failed_step == report.steps[1]
     assert [s.status for s in report.steps] == [
         StepStatus.ROLLED_BACK,
         StepStatus.ROLLED_BACK,

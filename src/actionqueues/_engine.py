@@ -1,44 +1,64 @@
 """The engine: every rule of the queue contract, and no I/O.
 
 The engine keeps a run's state and decides what happens next: whether an operation is
-allowed now (S8), which steps roll back and in what order (S3, S4), whether a failed
-call is retried and after what wait (S6, E5), what the report says (E4), which events
-go out (E6), and what ``rollback()`` must raise at its end (E3 strict mode, S11).
+allowed now (S8), which steps count as executed and roll back, in what order (S3, S4,
+S11), whether a failed call is retried and after what wait (S6, E5), what propagates
+when retrying ends (E5), what the report says (E4), which events go out (E6), and what
+``rollback()`` must raise at its end (E3 strict mode, S5, S11).
 
 It neither calls actions nor sleeps. The drivers do: the sync ``ActionQueue`` with
 plain calls and ``time.sleep``, the asyncio twin with ``await``. A driver tells the
-engine of every transition, before and after each call to an action:
+engine of every transition, before and after each call to an action, in this order:
 
-* ``_begin_execute()`` → for each step ``i`` in order (``i == len(_results)``):
-  append its start time to ``_starts`` when ``_timed``; ``_step_started(i,
-  EXECUTE, attempt)`` when ``_track``; call ``execute``. On an exception, a step
-  with no retry possible (neither ``_may_retry`` nor an ``ActionRetryException``)
-  fails at once; otherwise ``_failed(...)`` gives the wait before the next call, or
-  None to give up. On success append the result to ``_results`` and, when
-  tracking, ``_step_succeeded(i, EXECUTE)``. Finally ``_end_execute(error)``.
-* ``_begin_rollback()`` gives the indices to roll back, latest first; for each,
-  set ``_rb_index``, then the same per-step protocol with ``_rb_starts``, and
-  ``_rollback_failed(i, exc)`` when a rollback gives up. Finally
-  ``_end_rollback()`` returns the exception ``rollback()`` must raise, if any.
+* ``_begin_execute()`` returns the actions. For each step ``i`` in order (``i`` is
+  ``len(_results)``): when ``_timed``, append its start time to ``_starts``; when
+  ``_track``, ``_step_started(i, EXECUTE, 1)``; call ``execute``.
 
-``_track`` is false when nobody listens to step events, and ``_timed`` false unless
-per-step durations were asked for or are needed, so the in-memory happy path does no
-work for listeners (or, later, a journal) nobody attached, nor reads the clock per
-step for a report nobody reads.
+  - It returned: append the result to ``_results``; when ``_track``,
+    ``_step_succeeded(i, EXECUTE)``.
+  - It raised: unless ``_retryable(exc)``, the step has failed. Otherwise, in a
+    loop: ``_failed(i, EXECUTE, exc, attempt)`` gives the wait before the next call,
+    or None: then raise ``_final_error(exc)``, the step has failed. Sleep, then
+    ``_step_started(i, EXECUTE, attempt + 1)`` when ``_track``, and call again.
+
+  Finally ``_end_execute(error, in_call)``: ``error`` is None on success; ``in_call``
+  says whether it came out of the step's calls (then the step counts as executed)
+  rather than from between two steps.
+* ``_begin_rollback()`` returns the indices to roll back, latest first. For each:
+  set ``_rb_index``; when ``_timed``, append a start time to ``_rb_starts``; the
+  same calls as above with ``ROLLBACK``, except that a rollback that gives up (or
+  raises anything, retry decisions included) is handed to ``_rollback_failed(i,
+  exc)`` and the loop goes on. Finally ``_end_rollback()`` returns the exception
+  ``rollback()`` must raise, if any.
+
+``_track`` is set when someone observes step transitions (listeners now; the journal
+will be the second observer, told of each transition in ``_step_started``,
+``_step_succeeded``, ``_end_execute`` and ``_rollback_failed``). ``_timed`` is set
+when per-step durations are asked for or needed. With neither, the in-memory happy
+path does no work for observers nobody attached, nor reads the clock for a report
+nobody reads.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Iterable
 from time import perf_counter
 from types import MappingProxyType
-from typing import Final, TypedDict, Unpack
+from typing import Final, NamedTuple, TypedDict, Unpack
 
 from . import _retry
 from ._action import ActionLike, FunctionAction, callable_name
-from ._errors import ActionRetryException, InvalidActionError, InvalidPolicyError, RollbackError
+from ._errors import (
+    ActionRetryException,
+    InvalidActionError,
+    InvalidArgumentError,
+    InvalidPolicyError,
+    RollbackError,
+)
 from ._events import (
+    Event,
     EventBus,
     Listener,
     RollbackFailed,
@@ -53,7 +73,7 @@ from ._lifecycle import ALLOWED, QueueState, lifecycle_error
 from ._report import Phase, RunReport, RunStatus, StepReport, StepStatus
 from ._retry import RetryPolicy, next_wait
 
-# Enum members are slow to look up on the class; the hot paths use these.
+# Enum members are slow to look up on their class; the hot paths use these.
 _NEW: Final = QueueState.NEW
 _EXECUTING: Final = QueueState.EXECUTING
 _EXECUTED: Final = QueueState.EXECUTED
@@ -62,21 +82,29 @@ _ROLLING_BACK: Final = QueueState.ROLLING_BACK
 _ROLLED_BACK: Final = QueueState.ROLLED_BACK
 _EXECUTE: Final = Phase.EXECUTE
 _ROLLBACK: Final = Phase.ROLLBACK
+_ADD_FROM: Final = ALLOWED["add"]
+_EXECUTE_FROM: Final = ALLOWED["execute"]
 _ROLLBACK_FROM: Final = ALLOWED["rollback"]
 
+# Classes whose execute/rollback were checked already, per kind of queue. Bounded, so
+# that classes made on the fly are not kept alive forever.
 _CHECKED: Final[dict[bool, set[type]]] = {False: set(), True: set()}
+_CHECKED_MAX: Final = 1024
 _EMPTY: Final[MappingProxyType[object, object]] = MappingProxyType({})
 _EMPTY_LIST: Final[list[float]] = []
 _DEFAULT_BUS: Final = EventBus(())
 
 _RUN_STATUS: Final = {
-    QueueState.NEW: RunStatus.PENDING,
-    QueueState.EXECUTING: RunStatus.RUNNING,
-    QueueState.EXECUTED: RunStatus.COMPLETED,
-    QueueState.FAILED: RunStatus.FAILED,
-    QueueState.ROLLING_BACK: RunStatus.ROLLING_BACK,
-    QueueState.ROLLED_BACK: RunStatus.ROLLED_BACK,
+    _NEW: RunStatus.PENDING,
+    _EXECUTING: RunStatus.RUNNING,
+    _EXECUTED: RunStatus.COMPLETED,
+    _FAILED: RunStatus.FAILED,
+    _ROLLING_BACK: RunStatus.ROLLING_BACK,
+    _ROLLED_BACK: RunStatus.ROLLED_BACK,
 }
+# Reports of runs in these states cannot change any more (a rollback to come reads
+# only data of its own), so their per-step part can be built later, on first use.
+_SETTLED: Final = (_EXECUTED, _FAILED, _ROLLED_BACK)
 
 
 class StepOptions(TypedDict, total=False):
@@ -90,14 +118,26 @@ class StepOptions(TypedDict, total=False):
     rollback_retry: RetryPolicy | None
 
 
+class _Snapshot(NamedTuple):
+    """Where a run was when its report was asked for."""
+
+    state: QueueState
+    executed: int  # steps that count as executed
+    first_undone: int  # steps from here to ``executed`` have had rollback called
+    failed: int  # the step whose failure stopped execution, or -1
+    end: float  # when execution ended (or now)
+    rb_end: float  # when rollback ended (or now)
+    calling: bool  # the last executed step's execute is being called
+
+
 def _describe(obj: object) -> str:
     return f"{obj!r} (a {type(obj).__qualname__})"
 
 
-def _check_policy(policy: object, what: str) -> RetryPolicy | None:
+def _check_policy(policy: object, where: str) -> RetryPolicy | None:
     if policy is None or isinstance(policy, RetryPolicy):
         return policy
-    msg = f"{what}={policy!r} is not a RetryPolicy. Pass actionqueues.RetryPolicy(on=...)."
+    msg = f"{where}={policy!r}): not a RetryPolicy. Pass actionqueues.RetryPolicy(on=...)."
     raise InvalidPolicyError(msg)
 
 
@@ -113,6 +153,7 @@ class Engine:
         "_actions",
         "_attempts",
         "_bus",
+        "_calling",
         "_checked",
         "_end",
         "_error",
@@ -151,13 +192,11 @@ class Engine:
         timings: bool = False,
     ) -> None:
         if name is not None and not isinstance(name, str):
-            msg = f"name={name!r} must be a string (or None)."
-            raise TypeError(msg)
+            msg = f"ActionQueue(name={name!r}): the name must be a string, or None."
+            raise InvalidArgumentError(msg)
         self._name = name
-        self._execute_policy = None if retry is None else _check_policy(retry, "retry")
-        self._rollback_policy = (
-            None if rollback_retry is None else _check_policy(rollback_retry, "rollback_retry")
-        )
+        self._execute_policy = _check_policy(retry, "ActionQueue(retry")
+        self._rollback_policy = _check_policy(rollback_retry, "ActionQueue(rollback_retry")
         self._strict = strict
         if listeners == ():
             self._bus = _DEFAULT_BUS
@@ -170,15 +209,14 @@ class Engine:
             self._report_finish = bus.wants(RunFinished)
         # Whether any failure other than ActionRetryException can be retried: the cheap
         # test that keeps plain failures off the retry path.
-        self._may_retry = self._execute_policy is not None or self._rollback_policy is not None
+        self._may_retry = retry is not None or rollback_retry is not None
         # Per-step clock reads: asked for, carried by events, or needed because a retry
         # policy's timeout counts from the first attempt's start.
         self._timed = bool(timings or self._track or self._may_retry)
         self._state = _NEW
-        # Classes whose execute/rollback were checked already, per kind of queue.
         self._checked = _CHECKED[self._asynchronous]
         self._actions: list[ActionLike] = []
-        # Sparse per-step details, shared empty until a step needs one.
+        # Sparse per-step details, shared and empty until a step needs one.
         self._names: dict[int, str] = _EMPTY  # type: ignore[assignment]
         self._policies: dict[tuple[Phase, int], RetryPolicy] = _EMPTY  # type: ignore[assignment]
         self._attempts: dict[tuple[Phase, int], int] = _EMPTY  # type: ignore[assignment]
@@ -187,11 +225,10 @@ class Engine:
         # A result per step that returned; a start time per step when timed.
         self._results: list[object] = []
         self._starts: list[float] = []
-        # Steps that count as executed (S3, S11), set when execution ends.
-        self._executed = 0
+        self._executed = 0  # steps that count as executed, once execution ended
+        self._calling = False  # a step's execute is being called (for mid-run reports)
         self._rb_starts: list[float] = _EMPTY_LIST
-        # The step whose rollback runs now; every later executed step is done.
-        self._rb_index = 0
+        self._rb_index = 0  # the step rolling back now; later executed steps are done
         self._t0 = self._end = self._rb_t0 = self._rb_end = 0.0
         self._error: BaseException | None = None
         self._interrupt: BaseException | None = None
@@ -218,12 +255,12 @@ class Engine:
         Raises:
             InvalidActionError: ``action`` cannot be run as an action.
             InvalidPolicyError: ``retry`` or ``rollback_retry`` is not a RetryPolicy.
+            InvalidArgumentError: An unknown option, or a name that is not a string.
             LifecycleError: The queue has already started executing.
-            TypeError: An unknown option, or a name that is not a string.
         """
         # ``**options`` rather than keyword-only parameters: CPython calls a function
         # with keyword-only parameters by a slower path, and add() is on the hot path.
-        if self._state is not _NEW:
+        if self._state not in _ADD_FROM:
             raise lifecycle_error("add", self._state)
         if rollback is not None or type(action) not in self._checked:
             action = self._as_action(action, rollback)
@@ -238,12 +275,12 @@ class Engine:
                 f"add() got unknown option(s) {', '.join(sorted(unknown))}; the options "
                 "are name=, retry= and rollback_retry=."
             )
-            raise TypeError(msg)
+            raise InvalidArgumentError(msg)
         name = options.get("name")
         if name is not None:
             if not isinstance(name, str):
                 msg = f"add(name={name!r}): a step's name must be a string."
-                raise TypeError(msg)
+                raise InvalidArgumentError(msg)
             if not self._names:
                 self._names = {}
             self._names[index] = name
@@ -286,9 +323,13 @@ class Engine:
                     "Pass rollback= only with a function."
                 )
                 raise InvalidActionError(msg)
-            self._check_sync(execute, undo, obj)
+            self._check_sync(obj, execute, undo)
             cls = type(obj)
             if callable(getattr(cls, "execute", None)) and callable(getattr(cls, "rollback", None)):
+                # Later instances skip the checks. One that hides a method behind a
+                # non-callable instance attribute is then found out only when called.
+                if len(self._checked) >= _CHECKED_MAX:
+                    self._checked.clear()
                 self._checked.add(cls)
             return obj  # type: ignore[return-value]
         if not callable(obj):
@@ -304,14 +345,18 @@ class Engine:
                 "function that takes no arguments, or None."
             )
             raise InvalidActionError(msg)
-        self._check_sync(obj, rollback, obj)
+        self._check_sync(obj, obj, rollback)
         return FunctionAction(obj, rollback)
 
-    def _check_sync(self, execute: object, rollback: object, obj: object) -> None:
+    def _check_sync(self, obj: object, *methods: object) -> None:
+        """The sync queue never awaits: refuse coroutine functions up front."""
         if self._asynchronous:
             return
-        for method in (execute, rollback):
-            if inspect.iscoroutinefunction(method):
+        for method in methods:
+            if method is not None and (
+                inspect.iscoroutinefunction(method)
+                or inspect.iscoroutinefunction(getattr(method, "__call__", None))  # noqa: B004
+            ):
                 msg = (
                     f"{callable_name(method)} of {_describe(obj)} is a coroutine function "
                     "(async def); ActionQueue calls actions synchronously and would never "
@@ -322,13 +367,12 @@ class Engine:
     # -- names and policies ---------------------------------------------------------
 
     def _step_name(self, index: int) -> str:
-        name = self._names.get(index)
-        if name is not None:
-            return name
+        if self._names and index in self._names:
+            return self._names[index]
         action = self._actions[index]
-        if isinstance(action, FunctionAction):
+        if type(action) is FunctionAction:
             return action.name
-        return callable_name(type(action))
+        return type(action).__qualname__.rpartition("<locals>.")[2]
 
     def _policy(self, phase: Phase, index: int) -> RetryPolicy | None:
         policy = self._policies.get((phase, index))
@@ -336,60 +380,25 @@ class Engine:
             return policy
         return self._execute_policy if phase is _EXECUTE else self._rollback_policy
 
-    # -- execution ------------------------------------------------------------------
+    # -- events ---------------------------------------------------------------------
 
-    def _begin_execute(self) -> list[ActionLike]:
-        if self._state is not _NEW:
-            raise lifecycle_error("execute", self._state)
-        self._state = _EXECUTING
-        if self._timed:
-            self._t0 = perf_counter()
-        return self._actions
-
-    def _end_execute(self, error: BaseException | None) -> None:
-        """Execution ended, with ``error`` or without.
-
-        The step in progress when ``error`` arrived counts as executed (S3, S11): a
-        KeyboardInterrupt landing between two steps counts the next one too, so its
-        rollback, like any after a crash (D5), must tolerate a step that never ran.
-        """
-        if self._timed:
-            self._end = perf_counter()
-        if error is None:
-            self._state = _EXECUTED
-            self._executed = len(self._results)
-        else:
-            self._state = _FAILED
-            self._error = error
-            self._executed = min(len(self._results) + 1, len(self._actions))
-            if self._bus.wants(StepFailed) and (index := self._failed_index()) >= 0:
-                self._bus.emit(
-                    StepFailed(
-                        queue=self._name,
-                        step=self._step_name(index),
-                        index=index,
-                        attempt=self._attempts.get((_EXECUTE, index), 1),
-                        error=error,
-                    )
-                )
-        if self._report_finish:
-            self._finished()
-
-    def _executed_count(self) -> int:
-        """Steps that count as executed so far (the one in progress included)."""
-        if self._state is _EXECUTING:
-            return min(len(self._results) + 1, len(self._actions))
-        return self._executed
-
-    def _failed_index(self) -> int:
-        """The step whose failure stopped execution, or -1."""
-        if self._error is not None and len(self._results) < self._executed:
-            return self._executed - 1
-        return -1
+    def _emit(self, event: Event) -> None:
+        """Deliver an event. A listener's Exception is logged by the bus; a
+        KeyboardInterrupt or SystemExit from one during a rollback waits until every
+        rollback has been tried, like one raised by a rollback itself."""
+        try:
+            self._bus.emit(event)
+        except BaseException as exc:
+            if self._state is not _ROLLING_BACK:
+                raise
+            if self._interrupt is None:
+                self._interrupt = exc
 
     def _step_started(self, index: int, phase: Phase, attempt: int) -> None:
+        if phase is _EXECUTE:
+            self._calling = True
         if self._bus.wants(StepStarted):
-            self._bus.emit(
+            self._emit(
                 StepStarted(
                     queue=self._name,
                     step=self._step_name(index),
@@ -402,8 +411,9 @@ class Engine:
     def _step_succeeded(self, index: int, phase: Phase) -> None:
         bus = self._bus
         if phase is _EXECUTE:
+            self._calling = False
             if bus.wants(StepSucceeded):
-                bus.emit(
+                self._emit(
                     StepSucceeded(
                         queue=self._name,
                         step=self._step_name(index),
@@ -414,7 +424,7 @@ class Engine:
                     )
                 )
         elif bus.wants(StepRolledBack):
-            bus.emit(
+            self._emit(
                 StepRolledBack(
                     queue=self._name,
                     step=self._step_name(index),
@@ -423,6 +433,27 @@ class Engine:
                     duration=perf_counter() - self._rb_starts[-1],
                 )
             )
+
+    def _finished(self) -> None:
+        if self._report_finish:
+            self._emit(RunFinished(queue=self._name, report=self.report))
+
+    # -- execution ------------------------------------------------------------------
+
+    def _begin_execute(self) -> list[ActionLike]:
+        if self._state not in _EXECUTE_FROM:
+            raise lifecycle_error("execute", self._state)
+        self._state = _EXECUTING
+        # Untracked, a report can only be read from inside a step's call.
+        self._calling = not self._track
+        if self._timed:
+            self._t0 = perf_counter()
+        return self._actions
+
+    def _retryable(self, error: BaseException) -> bool:
+        """Whether a failed call may be retried at all: the cheap test that keeps a
+        plain failure off the retry path (no policy anywhere, not S6's exception)."""
+        return self._may_retry or isinstance(error, ActionRetryException)
 
     def _failed(self, index: int, phase: Phase, error: BaseException, attempt: int) -> float | None:
         """A call failed: the seconds to wait before calling again, or None to give up.
@@ -447,7 +478,7 @@ class Engine:
             return None
         self._attempts[key] = attempt + 1
         if self._bus.wants(StepRetrying):
-            self._bus.emit(
+            self._emit(
                 StepRetrying(
                     queue=self._name,
                     step=self._step_name(index),
@@ -465,6 +496,55 @@ class Engine:
             return 0.0
         return wait
 
+    @staticmethod
+    def _final_error(error: BaseException) -> BaseException:
+        """What propagates when retrying gives up: the action's own exception (E5).
+
+        A spent ``ActionRetryException`` stands for its ``original_exception`` (which
+        ``DoublingBackoffExceptionFactory`` sets), when it has one.
+        """
+        if isinstance(error, ActionRetryException) and error.original_exception is not None:
+            return error.original_exception
+        return error
+
+    def _end_execute(self, error: BaseException | None, in_call: bool = False) -> None:
+        """Execution ended: with no error, or with ``error`` from a step's calls
+        (``in_call``: that step counts as executed, S3/S11) or from between steps."""
+        if self._timed:
+            self._end = perf_counter()
+        self._calling = False
+        executed = len(self._results)
+        if error is None:
+            self._state = _EXECUTED
+            self._executed = executed
+        else:
+            self._state = _FAILED
+            self._error = error
+            self._executed = executed + in_call
+            if in_call and self._bus.wants(StepFailed):
+                self._emit(
+                    StepFailed(
+                        queue=self._name,
+                        step=self._step_name(executed),
+                        index=executed,
+                        attempt=self._attempts.get((_EXECUTE, executed), 1),
+                        error=error,
+                    )
+                )
+        self._finished()
+
+    def _executed_count(self) -> int:
+        """Steps that count as executed so far (the one being called included)."""
+        if self._state is _EXECUTING:
+            return len(self._results) + self._calling
+        return self._executed
+
+    def _failed_index(self) -> int:
+        """The step whose failure stopped execution, or -1."""
+        if self._error is not None and len(self._results) < self._executed:
+            return self._executed - 1
+        return -1
+
     # -- rollback -------------------------------------------------------------------
 
     def _begin_rollback(self) -> range:
@@ -472,10 +552,10 @@ class Engine:
         if self._state not in _ROLLBACK_FROM:
             raise lifecycle_error("rollback", self._state)
         self._state = _ROLLING_BACK
-        self._rb_starts = []
-        if self._timed:
-            self._rb_t0 = perf_counter()
         self._rb_index = self._executed
+        if self._timed:
+            self._rb_starts = []
+            self._rb_t0 = perf_counter()
         return range(self._executed - 1, -1, -1)
 
     def _rollback_failed(self, index: int, error: BaseException) -> None:
@@ -485,7 +565,7 @@ class Engine:
         self._rb_errors[index] = error
         if self._interrupt is None and not isinstance(error, Exception):
             self._interrupt = error
-        self._bus.emit(
+        self._emit(
             RollbackFailed(
                 queue=self._name,
                 step=self._step_name(index),
@@ -498,28 +578,25 @@ class Engine:
     def _end_rollback(self) -> BaseException | None:
         """Finish the rollback; the exception ``rollback()`` must raise, if any.
 
-        A KeyboardInterrupt, SystemExit or cancellation raised by a rollback did not
-        stop the other rollbacks; it is raised now. In strict mode, rollback failures
-        are raised together as a :class:`RollbackError`.
+        A KeyboardInterrupt, SystemExit or cancellation raised by a rollback (or a
+        listener) did not stop the other rollbacks; it is raised now. In strict mode,
+        rollback failures are raised together as a :class:`RollbackError`.
         """
         if self._timed:
             self._rb_end = perf_counter()
         self._state = _ROLLED_BACK
         self._rb_index = 0
-        if self._report_finish:
-            self._finished()
+        self._finished()
         if self._interrupt is not None:
             return self._interrupt
         if self._strict and self._rb_errors:
             report = self.report
+            # With no interrupt pending, every rollback failure is an Exception.
             failures = [e for e in report.rollback_errors if isinstance(e, Exception)]
             group = RollbackError(report.summary(), failures, report=report)
             group.__cause__ = self._error
             return group
         return None
-
-    def _finished(self) -> None:
-        self._bus.emit(RunFinished(queue=self._name, report=self.report))
 
     # -- reporting ------------------------------------------------------------------
 
@@ -530,71 +607,103 @@ class Engine:
         .. versionadded:: 1.0
         """
         state = self._state
-        starts, rb_starts = self._starts, self._rb_starts
-        executed = self._executed_count()
-        # Steps from first_undone on have had rollback called (the current one included).
         rolling = state is _ROLLING_BACK or state is _ROLLED_BACK
-        first_undone = self._rb_index if rolling else executed
-        failed = self._failed_index()
-        now = perf_counter()
-        end = now if state is _EXECUTING else self._end
-        rb_end = now if state is _ROLLING_BACK else self._rb_end
-        timed = self._timed
-        steps = []
-        for i in range(len(self._actions)):
-            fields: dict[str, object] = {}
-            if i < executed:
-                fields["attempts"] = self._attempts.get((_EXECUTE, i), 1)
-                if timed and i < len(starts):
-                    fields["duration"] = (starts[i + 1] if i + 1 < len(starts) else end) - starts[i]
-                if i < len(self._results):
-                    fields["result"] = self._results[i]
-                if i == failed:
-                    fields["error"] = self._error
-            if first_undone <= i < executed:
-                k = executed - 1 - i  # position in rollback order
-                fields["rollback_attempts"] = self._attempts.get((_ROLLBACK, i), 1)
-                if timed and k < len(rb_starts):
-                    fields["rollback_duration"] = (
-                        rb_starts[k + 1] if k + 1 < len(rb_starts) else rb_end
-                    ) - rb_starts[k]
-                fields["rollback_error"] = self._rb_errors.get(i)
-            steps.append(
-                StepReport(
-                    index=i,
-                    name=self._step_name(i),
-                    status=self._step_status(i, executed, first_undone, failed),
-                    **fields,  # type: ignore[arg-type]
-                )
-            )
         status = _RUN_STATUS[state]
-        if status is RunStatus.ROLLED_BACK and self._rb_errors:
-            status = RunStatus.ROLLBACK_FAILED
-        duration: float | None = None
-        if timed:
-            duration = (end - self._t0 if state is not _NEW else 0.0) + (
-                rb_end - self._rb_t0 if self._rb_t0 else 0.0
+        failures: tuple[tuple[str, BaseException], ...] = ()
+        if rolling and self._rb_errors:
+            failures = tuple(
+                (self._step_name(i), self._rb_errors[i])
+                for i in sorted(self._rb_errors, reverse=True)
             )
+            if status is RunStatus.ROLLED_BACK:
+                status = RunStatus.ROLLBACK_FAILED
+        duration: float | None = None
+        if self._timed:
+            now = perf_counter()
+            if state is not _NEW:
+                duration = (now if state is _EXECUTING else self._end) - self._t0
+                if rolling:
+                    duration += (now if state is _ROLLING_BACK else self._rb_end) - self._rb_t0
+        failed = -1 if self._error is None else self._failed_index()
         return RunReport(
-            name=self._name,
-            status=status,
-            steps=tuple(steps),
-            error=self._error,
-            duration=duration,
+            self._name,
+            status,
+            # Settled runs cannot change what their steps' reports say: build later.
+            functools.partial(self._step_reports, state)
+            if state in _SETTLED
+            else self._step_reports(state),
+            len(self._actions),
+            self._error,
+            duration,
+            None if failed < 0 else (failed, self._step_name(failed)),
+            self._executed - self._rb_index if rolling else 0,
+            failures,
         )
 
-    def _step_status(self, i: int, executed: int, first_undone: int, failed: int) -> StepStatus:
-        if i >= executed:
-            return StepStatus.PENDING
-        if i >= first_undone:
+    def _snapshot(self, state: QueueState) -> _Snapshot:
+        """Where the run is, as seen by a report taken in ``state``."""
+        executed = self._executed_count() if state is self._state else self._executed
+        rolling = state is _ROLLING_BACK or state is _ROLLED_BACK
+        now = perf_counter() if self._timed else 0.0
+        return _Snapshot(
+            state,
+            executed,
+            self._rb_index if rolling else executed,
+            self._failed_index(),
+            now if state is _EXECUTING else self._end,
+            now if state is _ROLLING_BACK else self._rb_end,
+            state is _EXECUTING and self._calling,
+        )
+
+    def _step_reports(self, state: QueueState) -> tuple[StepReport, ...]:
+        snap = self._snapshot(state)
+        return tuple(self._step_report(i, snap) for i in range(len(self._actions)))
+
+    def _step_report(self, i: int, snap: _Snapshot) -> StepReport:
+        name = self._step_name(i)
+        if i >= snap.executed:
+            return StepReport(i, name, StepStatus.PENDING)
+        timed = self._timed
+        starts = self._starts
+        duration = None
+        if timed and i < len(starts):
+            duration = (starts[i + 1] if i + 1 < len(starts) else snap.end) - starts[i]
+        results = self._results
+        rollback_attempts = 0
+        rollback_duration = None
+        rollback_error = None
+        if i >= snap.first_undone:
+            rollback_attempts = self._attempts.get((_ROLLBACK, i), 1)
+            rollback_error = self._rb_errors.get(i)
+            rb_starts = self._rb_starts
+            k = snap.executed - 1 - i  # position in rollback order
+            if timed and k < len(rb_starts):
+                rollback_duration = (
+                    rb_starts[k + 1] if k + 1 < len(rb_starts) else snap.rb_end
+                ) - rb_starts[k]
+        return StepReport(
+            i,
+            name,
+            self._step_status(i, snap),
+            self._attempts.get((_EXECUTE, i), 1),
+            duration,
+            results[i] if i < len(results) else None,
+            self._error if i == snap.failed else None,
+            rollback_attempts,
+            rollback_duration,
+            rollback_error,
+        )
+
+    def _step_status(self, i: int, snap: _Snapshot) -> StepStatus:
+        if i >= snap.first_undone:
             if i in self._rb_errors:
                 return StepStatus.ROLLBACK_FAILED
-            if i == first_undone and self._state is _ROLLING_BACK:
+            if i == snap.first_undone and snap.state is _ROLLING_BACK:
                 return StepStatus.ROLLING_BACK
             return StepStatus.ROLLED_BACK
-        if i == failed:
+        if i == snap.failed:
             return StepStatus.FAILED
-        if i == executed - 1 and self._state is _EXECUTING:
+        if i == snap.executed - 1 and snap.calling:
             return StepStatus.EXECUTING
         return StepStatus.EXECUTED
 

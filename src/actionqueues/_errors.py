@@ -6,14 +6,17 @@ The hierarchy::
     ├── ActionRetryException            an action asks to be called again (0.8.2)
     └── ActionQueueError                base of every error the library raises itself
         ├── LifecycleError              (also AssertionError) a method called out of order
-        ├── InvalidActionError          (also TypeError) add() was given something unusable
-        ├── InvalidPolicyError          (also ValueError, TypeError) a bad retry policy
-        ├── InvalidListenerError        (also TypeError) a listener that cannot be called
-        ├── InvalidBackoffError         (also ValueError) ActionRetryException with a bad ms_backoff
+        ├── InvalidArgumentError        (also TypeError, ValueError) bad input
+        │   ├── InvalidActionError      add() was given something that is not an action
+        │   ├── InvalidPolicyError      a bad retry policy
+        │   ├── InvalidListenerError    a listener that cannot be called
+        │   └── InvalidBackoffError     an action raised ActionRetryException(bad ms_backoff)
         └── RollbackError               (also ExceptionGroup) strict mode: rollbacks failed
 
-Errors about arguments are raised before any action runs. The user's own exceptions
-are never wrapped: they propagate as the very objects the actions raised.
+Bad arguments are refused before any action runs; only ``InvalidBackoffError`` (and a
+retry predicate's bad answer) can arise while a queue runs, and then it fails the step
+that caused it. The user's own exceptions are never wrapped: they propagate as the
+very objects the actions raised.
 """
 
 from __future__ import annotations
@@ -30,18 +33,26 @@ class ActionRetryException(Exception):
 
     The queue sleeps ``ms_backoff`` milliseconds and calls the same method again, for as
     long as the action keeps raising it. Under a declared retry policy each retry spends
-    one of the policy's attempts.
+    one of the policy's attempts; when they run out, ``original_exception`` propagates
+    if one was given, else this exception.
 
     Args:
         ms_backoff: Milliseconds to wait before the next call. Checked by the queue when
-            the exception arrives: a negative or non-numeric value fails the action with
-            :class:`InvalidBackoffError`.
+            the exception arrives: a negative, infinite or non-numeric value fails the
+            action with :class:`InvalidBackoffError`.
+        original_exception: The failure being retried, if any.
+
+    .. versionchanged:: 1.0
+       ``original_exception``.
     """
 
-    def __init__(self, ms_backoff: float = 0) -> None:
+    def __init__(
+        self, ms_backoff: float = 0, original_exception: BaseException | None = None
+    ) -> None:
         # 0.8.2 did not call Exception.__init__, so ``args`` holds whatever was passed
         # positionally; keep it that way.
         self.ms_backoff = ms_backoff
+        self.original_exception = original_exception
 
 
 class ActionQueueError(Exception):
@@ -56,28 +67,35 @@ class LifecycleError(ActionQueueError, AssertionError):
     """
 
 
-class InvalidActionError(ActionQueueError, TypeError):
+class InvalidArgumentError(ActionQueueError, TypeError, ValueError):
+    """An argument is of the wrong type or out of range; the message names the fix."""
+
+
+class InvalidActionError(InvalidArgumentError):
     """``add()`` was given an object that cannot be run as an action."""
 
 
-class InvalidPolicyError(ActionQueueError, ValueError, TypeError):
+class InvalidPolicyError(InvalidArgumentError):
     """A retry policy's argument is out of range or of the wrong type."""
 
 
-class InvalidListenerError(ActionQueueError, TypeError):
+class InvalidListenerError(InvalidArgumentError):
     """A listener is not callable, or subscribes to something that is not an event."""
 
 
-class InvalidBackoffError(ActionQueueError, ValueError):
+class InvalidBackoffError(InvalidArgumentError):
     """An action raised ``ActionRetryException`` with an unusable ``ms_backoff``.
 
     Attributes:
         step: The name of the step whose action raised it.
     """
 
-    def __init__(self, message: str, *, step: str) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, step: str = "") -> None:
+        super().__init__(message, step)
         self.step = step
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class RollbackError(ActionQueueError, ExceptionGroup[Exception]):

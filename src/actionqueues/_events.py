@@ -189,7 +189,16 @@ class EventBus:
     __slots__ = ("_by_type",)
 
     def __init__(self, listeners: Iterable[Listener]) -> None:
-        chosen = list(listeners)
+        try:
+            chosen = list(listeners)
+        except TypeError:
+            msg = (
+                f"listeners={listeners!r} is not a list of listeners. Pass a list, even "
+                "for one listener: listeners=[my_listener]."
+            )
+            raise InvalidListenerError(msg) from None
+        by_type: dict[type[Event], list[Listener]] = {}
+        logged = False  # does a listener already log rollback failures on our logger?
         for listener in chosen:
             if not callable(listener):
                 msg = (
@@ -197,12 +206,16 @@ class EventBus:
                     "an object with __call__) that takes one event."
                 )
                 raise InvalidListenerError(msg)
-        if not any(RollbackFailed in _events_of(x) for x in chosen):
-            chosen.append(_ROLLBACK_FAILURE_LOG)
-        by_type: dict[type[Event], list[Listener]] = {}
-        for listener in chosen:
-            for kind in _events_of(listener):
+            kinds = _events_of(listener)
+            for kind in kinds:
                 by_type.setdefault(kind, []).append(listener)
+            logged = logged or (
+                isinstance(listener, LoggingListener)
+                and listener.logger is logger
+                and RollbackFailed in kinds
+            )
+        if not logged:  # rule E3: rollback failures are always logged
+            by_type.setdefault(RollbackFailed, []).append(_ROLLBACK_FAILURE_LOG)
         self._by_type = {k: tuple(v) for k, v in by_type.items()}
 
     def wants(self, kind: type[Event]) -> bool:

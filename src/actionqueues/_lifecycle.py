@@ -24,6 +24,9 @@ class QueueState(enum.Enum):
     ROLLING_BACK = "rolling back"
     ROLLED_BACK = "rolled back"
 
+    # Enum's own __hash__ is written in Python; members are unique, so identity will do.
+    __hash__ = object.__hash__
+
 
 # Tuples, not sets: Enum's __hash__ is written in Python and slow.
 ALLOWED: Final[dict[Operation, tuple[QueueState, ...]]] = {
@@ -33,14 +36,41 @@ ALLOWED: Final[dict[Operation, tuple[QueueState, ...]]] = {
 }
 
 _NEW_QUEUE = "Create a new ActionQueue for a new run."
+_REENTERED = "(from inside one of its actions?)"
 _WHY: Final[dict[tuple[Operation, QueueState], str]] = {
     ("add", QueueState.EXECUTING): (
         "Cannot add an action while the queue is executing. Add every action before "
         "calling execute() or run()."
     ),
+    ("add", QueueState.EXECUTED): (
+        "Cannot add an action to a queue that has already been executed. " + _NEW_QUEUE
+    ),
+    ("add", QueueState.FAILED): (
+        "Cannot add an action to a queue that has already been executed (it failed). " + _NEW_QUEUE
+    ),
+    ("add", QueueState.ROLLING_BACK): (
+        f"Cannot add an action while the queue is rolling back {_REENTERED}. " + _NEW_QUEUE
+    ),
+    ("add", QueueState.ROLLED_BACK): (
+        "Cannot add an action to a queue that has already been rolled back. " + _NEW_QUEUE
+    ),
     ("execute", QueueState.EXECUTING): (
-        "execute() was called while the queue is already executing (from inside one of "
-        "its actions?). A queue runs once; " + _NEW_QUEUE[0].lower() + _NEW_QUEUE[1:]
+        f"execute() was called while the queue is already executing {_REENTERED}. A queue "
+        "runs once; create a new ActionQueue for a new run."
+    ),
+    ("execute", QueueState.EXECUTED): (
+        "Cannot execute a queue twice: it has already been executed. Call rollback() to "
+        "undo it, or create a new ActionQueue for a new run."
+    ),
+    ("execute", QueueState.FAILED): (
+        "Cannot execute a queue twice: its execution has already failed. Call rollback() "
+        "to undo the executed steps, then create a new ActionQueue to try again."
+    ),
+    ("execute", QueueState.ROLLING_BACK): (
+        f"execute() was called while the queue is rolling back {_REENTERED}. " + _NEW_QUEUE
+    ),
+    ("execute", QueueState.ROLLED_BACK): (
+        "Cannot execute a queue that has already been executed and rolled back. " + _NEW_QUEUE
     ),
     ("rollback", QueueState.NEW): (
         "Cannot roll back a queue that has not been executed. Call execute() first, or "
@@ -51,8 +81,8 @@ _WHY: Final[dict[tuple[Operation, QueueState], str]] = {
         "has returned or raised."
     ),
     ("rollback", QueueState.ROLLING_BACK): (
-        "rollback() was called while the queue is already rolling back (from inside one "
-        "of its actions?). A queue is rolled back at most once."
+        f"rollback() was called while the queue is already rolling back {_REENTERED}. A "
+        "queue is rolled back at most once."
     ),
     ("rollback", QueueState.ROLLED_BACK): (
         "Cannot roll back a queue twice: it has already been rolled back. " + _NEW_QUEUE
@@ -62,13 +92,7 @@ _WHY: Final[dict[tuple[Operation, QueueState], str]] = {
 
 def lifecycle_error(operation: Operation, state: QueueState) -> LifecycleError:
     """The error for ``operation`` attempted in ``state``, saying what to do instead."""
-    message = _WHY.get((operation, state))
-    if message is None:
-        verb = {"add": "add an action to", "execute": "execute", "rollback": "roll back"}
-        message = (
-            f"Cannot {verb[operation]} a queue that has already been {state.value}. " + _NEW_QUEUE
-        )
-    return LifecycleError(message)
+    return LifecycleError(_WHY[operation, state])
 
 
 def check(operation: Operation, state: QueueState) -> None:
@@ -85,69 +109,67 @@ AQStateMachine_ROLLBACK: Final = 3
 AQStateMachine_EXECUTE_COMPLETE: Final = 4
 AQStateMachine_ROLLBACK_COMPLETE: Final = 5
 
-_LEGACY: Final[dict[QueueState, int]] = {
-    QueueState.NEW: AQStateMachine_ADD,
-    QueueState.EXECUTING: AQStateMachine_EXECUTE,
-    # 0.8.2 left a failed execution in EXECUTE; rollback was allowed from there.
-    QueueState.FAILED: AQStateMachine_EXECUTE,
-    QueueState.EXECUTED: AQStateMachine_EXECUTE_COMPLETE,
-    QueueState.ROLLING_BACK: AQStateMachine_ROLLBACK,
-    QueueState.ROLLED_BACK: AQStateMachine_ROLLBACK_COMPLETE,
+_FROM_LEGACY: Final[dict[int, QueueState]] = {
+    AQStateMachine_INIT: QueueState.NEW,
+    AQStateMachine_ADD: QueueState.NEW,
+    AQStateMachine_EXECUTE: QueueState.EXECUTING,
+    AQStateMachine_EXECUTE_COMPLETE: QueueState.EXECUTED,
+    AQStateMachine_ROLLBACK: QueueState.ROLLING_BACK,
+    AQStateMachine_ROLLBACK_COMPLETE: QueueState.ROLLED_BACK,
 }
 
 
 class AQStateMachine:
     """0.8.2's lifecycle object, kept for code that used it directly.
 
-    ``state`` is one of the ``AQStateMachine_*`` integers. Moves follow the same table as
-    the queue; an illegal move raises :class:`LifecycleError` (an ``AssertionError``).
-    Because 0.8.2 could not tell a failed execution from a running one,
-    ``transition_to_rollback()`` is allowed from ``EXECUTE`` too.
+    ``state`` is one of the ``AQStateMachine_*`` integers. Moves follow the queue's
+    table, with 0.8.2's two differences: ``transition_to_execute()`` needs a
+    ``transition_to_add()`` first, and ``transition_to_rollback()`` is allowed from
+    ``EXECUTE`` too (0.8.2 could not tell a failed execution from a running one). An
+    illegal move raises :class:`LifecycleError`, an ``AssertionError``.
     """
 
     def __init__(self) -> None:
-        self._state = QueueState.NEW
-        self._added = False
+        self.state: int = AQStateMachine_INIT
 
-    @property
-    def state(self) -> int:
-        """The 0.8.2 integer for the current state."""
-        if self._state is QueueState.NEW and not self._added:
-            return AQStateMachine_INIT
-        return _LEGACY[self._state]
+    def _move(self, operation: Operation, to: int) -> None:
+        current = _FROM_LEGACY[self.state]
+        if operation == "rollback" and current is QueueState.EXECUTING:
+            current = QueueState.FAILED  # 0.8.2: a failed execute stays in EXECUTE
+        if operation == "execute" and self.state == AQStateMachine_INIT:
+            msg = "0.8.2's AQStateMachine needs transition_to_add() before transition_to_execute()."
+            raise LifecycleError(msg)
+        check(operation, current)
+        self.state = to
 
     def transition_to_add(self) -> None:
         """Record an ``add()``."""
-        check("add", self._state)
-        self._added = True
+        self._move("add", AQStateMachine_ADD)
 
     def transition_to_execute(self) -> None:
         """Record the start of ``execute()``."""
-        check("execute", self._state)
-        self._state = QueueState.EXECUTING
+        self._move("execute", AQStateMachine_EXECUTE)
 
     def transition_to_execute_complete(self) -> None:
         """Record that ``execute()`` finished without an exception."""
-        if self._state is not QueueState.EXECUTING:
-            raise LifecycleError(
+        if self.state != AQStateMachine_EXECUTE:
+            msg = (
                 "transition_to_execute_complete() is only valid while executing; "
                 "call transition_to_execute() first."
             )
-        self._state = QueueState.EXECUTED
+            raise LifecycleError(msg)
+        self.state = AQStateMachine_EXECUTE_COMPLETE
 
     def transition_to_rollback(self) -> None:
         """Record the start of ``rollback()``."""
-        state = self._state
-        if state is QueueState.EXECUTING:  # 0.8.2: a failed execute stays in EXECUTE
-            state = QueueState.FAILED
-        check("rollback", state)
-        self._state = QueueState.ROLLING_BACK
+        self._move("rollback", AQStateMachine_ROLLBACK)
 
     def transition_to_rollback_complete(self) -> None:
         """Record that ``rollback()`` finished."""
-        if self._state is not QueueState.ROLLING_BACK:
-            raise LifecycleError(
+        if self.state != AQStateMachine_ROLLBACK:
+            msg = (
                 "transition_to_rollback_complete() is only valid while rolling back; "
                 "call transition_to_rollback() first."
             )
-        self._state = QueueState.ROLLED_BACK
+            raise LifecycleError(msg)
+        self.state = AQStateMachine_ROLLBACK_COMPLETE

@@ -10,12 +10,10 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Final
 
+from ._action import ActionLike
 from ._engine import Engine
-from ._errors import ActionRetryException
-from ._lifecycle import QueueState, lifecycle_error
 from ._report import Phase, RunReport
 
-_NEW: Final = QueueState.NEW
 _EXECUTE: Final = Phase.EXECUTE
 _ROLLBACK: Final = Phase.ROLLBACK
 
@@ -35,9 +33,9 @@ class ActionQueue(Engine):
         listeners: Callables that receive events (see :class:`Event`).
         strict: Raise :class:`RollbackError` from :meth:`rollback` (and :meth:`run`)
             when any rollback failed, after every rollback was tried.
-        timings: Measure each step's duration for the report. Also on whenever
-            listeners are attached or a retry policy is declared; otherwise only the
-            run's total duration is measured, and steps report ``duration=None``.
+        timings: Measure durations (each step's, and the run's) for the report. Also
+            on whenever listeners are attached or a retry policy is declared;
+            otherwise the report's durations are None and the clock is never read.
 
     .. versionchanged:: 1.0
        Keyword arguments, :meth:`run` and :attr:`report`.
@@ -58,12 +56,16 @@ class ActionQueue(Engine):
         Raises:
             LifecycleError: The queue was already executed.
         """
-        actions = self._begin_execute()
+        self._execute(self._begin_execute())
+
+    def _execute(self, actions: list[ActionLike]) -> None:
+        """The steps of :meth:`execute`, once the lifecycle allowed it."""
         done = self._results
         results = done.append
         started = self._starts.append
         timed = self._timed
         track = self._track
+        in_call = False  # did the error come out of a step's calls?
         try:
             for action in actions:
                 if timed:
@@ -73,7 +75,8 @@ class ActionQueue(Engine):
                 try:
                     results(action.execute())
                 except BaseException as exc:
-                    if not (self._may_retry or isinstance(exc, ActionRetryException)):
+                    in_call = True
+                    if not self._retryable(exc):
                         raise
                     error = exc
                 else:
@@ -82,10 +85,11 @@ class ActionQueue(Engine):
                     continue
                 # Outside the except block, so the action's exception keeps its context.
                 results(self._call_again(len(done), _EXECUTE, action.execute, error))
+                in_call = False
                 if track:
                     self._step_succeeded(len(done) - 1, _EXECUTE)
         except BaseException as exc:
-            self._end_execute(exc)
+            self._end_execute(exc, in_call)
             # The queue keeps the exception, whose traceback keeps this frame: drop the
             # frame's reference to the queue, one path fewer in the reference cycle.
             del self
@@ -125,6 +129,9 @@ class ActionQueue(Engine):
                 if track:
                     self._step_succeeded(i, _ROLLBACK)
                 continue
+            if not self._retryable(error):
+                self._rollback_failed(i, error)
+                continue
             try:
                 self._call_again(i, _ROLLBACK, action.rollback, error)
             except BaseException as exc:
@@ -152,10 +159,9 @@ class ActionQueue(Engine):
 
         .. versionadded:: 1.0
         """
-        if self._state is not _NEW:
-            raise lifecycle_error("execute", self._state)
+        actions = self._begin_execute()  # outside the try: a refused run rolls nothing back
         try:
-            self.execute()
+            self._execute(actions)
         except BaseException as exc:
             try:
                 self.rollback()
@@ -177,6 +183,7 @@ class ActionQueue(Engine):
         while True:
             wait = self._failed(index, phase, error, attempt)
             if wait is None:
+                error = self._final_error(error)
                 del self  # no queue → error → traceback → frame → queue cycle
                 raise error
             time.sleep(wait)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Callable
+from typing import NamedTuple, cast
 
 
 class Phase(enum.StrEnum):
@@ -44,8 +45,7 @@ class RunStatus(enum.StrEnum):
     ROLLBACK_FAILED = "rollback_failed"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StepReport:
+class StepReport(NamedTuple):
     """What happened to one step.
 
     Attributes:
@@ -64,7 +64,9 @@ class StepReport:
     .. versionadded:: 1.0
     """
 
-    index: int
+    # A named tuple: immutable, and about ten times cheaper to build than a frozen
+    # dataclass, which matters because a report has one per step.
+    index: int  # type: ignore[assignment]  # shadows tuple.index, on purpose
     name: str
     status: StepStatus
     attempts: int = 0
@@ -76,9 +78,11 @@ class StepReport:
     rollback_error: BaseException | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class RunReport:
     """What happened to a run and every one of its steps.
+
+    A report is a snapshot taken when it is asked for; its per-step part is built on
+    first use, so a report nobody reads costs next to nothing.
 
     Attributes:
         name: The queue's name, if it was given one.
@@ -91,11 +95,66 @@ class RunReport:
     .. versionadded:: 1.0
     """
 
+    __slots__ = (
+        "_build",
+        "_failed",
+        "_rollback_failures",
+        "_rolled_back",
+        "_steps",
+        "_total",
+        "duration",
+        "error",
+        "name",
+        "status",
+    )
+
     name: str | None
     status: RunStatus
-    steps: tuple[StepReport, ...]
-    error: BaseException | None = None
-    duration: float | None = None
+    error: BaseException | None
+    duration: float | None
+
+    def __init__(
+        self,
+        name: str | None,
+        status: RunStatus,
+        steps: tuple[StepReport, ...] | Callable[[], tuple[StepReport, ...]],
+        total: int,
+        error: BaseException | None = None,
+        duration: float | None = None,
+        failed: tuple[int, str] | None = None,
+        rolled_back: int = 0,
+        rollback_failures: tuple[tuple[str, BaseException], ...] = (),
+    ) -> None:
+        # Built by the queue, not by hand (positional arguments: a run() returns one,
+        # so this is on the hot path). ``steps`` may be a function that builds them;
+        # ``failed`` is the index and name of the step that failed.
+        self.name = name
+        self.status = status
+        self.error = error
+        self.duration = duration
+        self._total = total
+        self._failed = failed
+        self._rolled_back = rolled_back
+        self._rollback_failures = rollback_failures
+        if callable(steps):
+            self._steps: tuple[StepReport, ...] | None = None
+            self._build: Callable[[], tuple[StepReport, ...]] | None = steps
+        else:
+            self._steps, self._build = steps, None
+
+    @property
+    def steps(self) -> tuple[StepReport, ...]:
+        """One report per step, in the order they were added."""
+        steps = self._steps
+        if steps is None:
+            steps = self._steps = cast("Callable[[], tuple[StepReport, ...]]", self._build)()
+            self._build = None
+        return steps
+
+    @property
+    def failed_step(self) -> StepReport | None:
+        """The step whose failure stopped execution, if any."""
+        return None if self._failed is None else self.steps[self._failed[0]]
 
     @property
     def ok(self) -> bool:
@@ -103,39 +162,46 @@ class RunReport:
         return self.status is RunStatus.COMPLETED
 
     @property
-    def failed_step(self) -> StepReport | None:
-        """The step whose failure stopped execution, if any."""
-        for step in self.steps:
-            if step.error is not None:
-                return step
-        return None
-
-    @property
     def rollback_errors(self) -> tuple[BaseException, ...]:
         """Rollback failures, in the order the steps were rolled back."""
-        return tuple(s.rollback_error for s in reversed(self.steps) if s.rollback_error is not None)
+        return tuple(error for _, error in self._rollback_failures)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RunReport):
+            return NotImplemented
+        return (self.name, self.status, self.error, self.duration, self.steps) == (
+            other.name,
+            other.status,
+            other.error,
+            other.duration,
+            other.steps,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"RunReport(name={self.name!r}, status={self.status!r}, "
+            f"steps=<{self._total} steps>, error={self.error!r})"
+        )
 
     def summary(self) -> str:
         """One line saying how the run ended."""
         label = f"run {self.name!r}" if self.name else "run"
-        total = len(self.steps)
-        failed = self.failed_step
-        if failed is None:
+        if self._failed is None:
             head = f"{label} {self.status.value.replace('_', ' ')}"
         else:
+            index, name = self._failed
             head = (
-                f"{label}: step {failed.index + 1} of {total} ({failed.name!r}) failed "
-                f"with {type(failed.error).__name__}"
+                f"{label}: step {index + 1} of {self._total} ({name!r}) "
+                f"failed with {type(self.error).__name__}"
             )
-        undone = [s for s in self.steps if s.rollback_attempts]
+        undone = self._rolled_back
         if undone:
-            head += f"; rolled back {len(undone)} step{'s' * (len(undone) != 1)}"
-            bad = [s for s in reversed(self.steps) if s.rollback_error is not None]
+            head += f"; rolled back {undone} step{'s' * (undone != 1)}"
+            bad = self._rollback_failures
             if bad:
-                names = ", ".join(
-                    f"{s.name!r} ({type(s.rollback_error).__name__}: {s.rollback_error})"
-                    for s in bad
-                )
+                names = ", ".join(f"{n!r} ({type(e).__name__}: {e})" for n, e in bad)
                 head += f", {len(bad)} of them failed: {names}"
         return head
 

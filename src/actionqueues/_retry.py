@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from numbers import Real
 from types import TracebackType
-from typing import NoReturn, TypeAlias
+from typing import Final, NoReturn, TypeAlias
 
 from ._errors import ActionRetryException, InvalidBackoffError, InvalidPolicyError
 
@@ -25,6 +26,8 @@ RetryOn: TypeAlias = type[Exception] | tuple[type[Exception], ...] | RetryPredic
 Duration: TypeAlias = float | timedelta
 
 _testing = False
+#: The longest wait the standard library can sleep (about 292 years).
+_LONGEST_WAIT: Final = threading.TIMEOUT_MAX
 
 
 class _Testing:
@@ -73,7 +76,10 @@ def is_testing() -> bool:
     return _testing
 
 
-def _seconds(name: str, value: object, *, allow_none: bool = False) -> float | None:
+def _seconds(
+    name: str, value: object, *, allow_none: bool = False, longest: float = math.inf
+) -> float | None:
+    """A duration argument in seconds, checked: a number or a timedelta, 0 to ``longest``."""
     if value is None and allow_none:
         return None
     if isinstance(value, timedelta):
@@ -87,10 +93,12 @@ def _seconds(name: str, value: object, *, allow_none: bool = False) -> float | N
             f"datetime.timedelta{none}."
         )
         raise InvalidPolicyError(msg)
-    if not math.isfinite(seconds) or seconds < 0:
+    if not 0 <= seconds < math.inf or seconds > longest:  # NaN fails the first test
+        limit = f" and at most {longest:.0f}" if longest < math.inf else ""
         none = "; pass None for no limit" if allow_none else ""
         msg = (
-            f"RetryPolicy({name}={value!r}): {name} must be a finite number of seconds >= 0{none}."
+            f"RetryPolicy({name}={value!r}): {name} must be a finite number of seconds "
+            f">= 0{limit}{none}."
         )
         raise InvalidPolicyError(msg)
     return seconds
@@ -98,7 +106,14 @@ def _seconds(name: str, value: object, *, allow_none: bool = False) -> float | N
 
 def _check_on(on: object) -> tuple[tuple[type[Exception], ...], RetryPredicate | None]:
     def is_exc_type(t: object) -> bool:
-        return isinstance(t, type) and issubclass(t, BaseException)
+        if isinstance(t, type) and issubclass(t, BaseException) and not issubclass(t, Exception):
+            msg = (
+                f"RetryPolicy(on={on!r}): {t.__name__} is not an Exception; "
+                "KeyboardInterrupt, SystemExit and other BaseExceptions always stop a "
+                "queue and are never retried. Name Exception subclasses."
+            )
+            raise InvalidPolicyError(msg)
+        return isinstance(t, type) and issubclass(t, Exception)
 
     if is_exc_type(on):
         return (on,), None  # type: ignore[return-value]
@@ -189,22 +204,27 @@ class RetryPolicy:
                 "pass None for no limit."
             )
             raise InvalidPolicyError(msg)
-        base = _seconds("wait_exp_base", wait_exp_base)
-        if isinstance(wait_exp_base, timedelta) or not base:
+        if not (
+            isinstance(wait_exp_base, Real)
+            and not isinstance(wait_exp_base, bool)
+            and 0 < float(wait_exp_base) < math.inf
+        ):
             msg = (
-                f"RetryPolicy(wait_exp_base={wait_exp_base!r}): wait_exp_base must be a "
-                "finite number > 0 (2 doubles each wait)."
+                f"RetryPolicy(wait_exp_base={wait_exp_base!r}): wait_exp_base is the factor "
+                "between one wait and the next, a finite number > 0 (2 doubles each wait)."
             )
             raise InvalidPolicyError(msg)
+        base = float(wait_exp_base)
         setattr_ = object.__setattr__
         setattr_(self, "on", on)
         setattr_(self, "_on_types", on_types)
         setattr_(self, "_predicate", predicate)
         setattr_(self, "attempts", attempts)
         setattr_(self, "timeout", _seconds("timeout", timeout, allow_none=True))
-        setattr_(self, "wait_initial", _seconds("wait_initial", wait_initial))
-        setattr_(self, "wait_max", _seconds("wait_max", wait_max))
-        setattr_(self, "wait_jitter", _seconds("wait_jitter", wait_jitter))
+        longest = _LONGEST_WAIT / 2  # a backoff is at most initial (or max) + jitter
+        setattr_(self, "wait_initial", _seconds("wait_initial", wait_initial, longest=longest))
+        setattr_(self, "wait_max", _seconds("wait_max", wait_max, longest=longest))
+        setattr_(self, "wait_jitter", _seconds("wait_jitter", wait_jitter, longest=longest))
         setattr_(self, "wait_exp_base", base)
 
     def __setattr__(self, name: str, value: object) -> NoReturn:
@@ -266,11 +286,12 @@ class RetryPolicy:
         if isinstance(answer, timedelta):
             answer = answer.total_seconds()
         wait: object = answer
-        if isinstance(wait, Real) and 0 <= float(wait) < math.inf:
+        if isinstance(wait, Real) and 0 <= float(wait) <= _LONGEST_WAIT:  # NaN fails too
             return float(wait)
         msg = (
             f"The retry predicate {self._predicate!r} returned {answer!r} for "
-            f"{exc!r}; it must return True, False, or a finite wait in seconds >= 0."
+            f"{exc!r}; it must return True, False, or a wait of 0 to {_LONGEST_WAIT:.0f} "
+            "seconds."
         )
         raise InvalidPolicyError(msg) from exc
 
@@ -278,13 +299,13 @@ class RetryPolicy:
 def retry_exception_wait(exc: ActionRetryException, step: str) -> float:
     """Seconds to wait for an ``ActionRetryException``, after checking ``ms_backoff``."""
     ms: object = exc.ms_backoff
-    if isinstance(ms, Real) and 0 <= float(ms) < math.inf:  # NaN fails the comparison
+    if isinstance(ms, Real) and 0 <= float(ms) <= _LONGEST_WAIT * 1000:  # NaN fails too
         return float(ms) / 1000.0
     msg = (
         f"Step {step!r} raised ActionRetryException(ms_backoff={ms!r}): ms_backoff must be "
-        "a finite number of milliseconds >= 0 (0 retries at once)."
+        f"a number of milliseconds from 0 (retry at once) to {_LONGEST_WAIT * 1000:.0f}."
     )
-    raise InvalidBackoffError(msg, step=step) from exc
+    raise InvalidBackoffError(msg, step) from exc
 
 
 def next_wait(
@@ -345,5 +366,8 @@ class DoublingBackoffExceptionFactory:
             current = self._ms_backoff
             self._executed_retries += 1
             self._ms_backoff = self._ms_backoff * 2
-            raise ActionRetryException(current)
+            retry = ActionRetryException(current)
+            # Under a retry policy whose attempts run out first, this propagates.
+            retry.original_exception = original_exception
+            raise retry
         raise original_exception or Exception()
