@@ -17,6 +17,7 @@ from actionqueues import (
     Event,
     InvalidBackoffError,
     InvalidPolicyError,
+    LoggingListener,
     RetryPolicy,
     RunReport,
     RunStatus,
@@ -216,7 +217,7 @@ def test_class_cache_is_bounded() -> None:
     for _ in range(_engine._CHECKED_MAX + 10):
         q = ActionQueue()
         q.add(type("Made", (Action,), {})())
-    assert len(_engine._CHECKED[False]) <= _engine._CHECKED_MAX
+    assert len(_engine._CHECKED) <= _engine._CHECKED_MAX
 
 
 def test_rolled_back_events_are_not_needed_for_reports(log: list[tuple[str, str]]) -> None:
@@ -262,3 +263,154 @@ def test_run_report_equality_and_repr() -> None:
     )
     with pytest.raises(TypeError):
         hash(report)
+
+
+def make_failing_queue() -> ActionQueue:
+    q = ActionQueue(name="p")
+    q.add(Action(), name="ok")
+    q.add(Step("b", [], fail=Boom("no")), name="b")
+    return q
+
+
+def test_run_errors_and_reports_pickle() -> None:
+    """Exceptions re-raised by run() and reports cross process boundaries (pickle)."""
+    q = make_failing_queue()
+    with pytest.raises(Boom) as caught:
+        q.run()
+    error = pickle.loads(pickle.dumps(caught.value))  # noqa: S301 - our own data
+    assert ("no",) == error.args
+    ok = ActionQueue(name="fine")
+    ok.add(Action())
+    report = pickle.loads(pickle.dumps(ok.run()))  # noqa: S301
+    assert RunStatus.COMPLETED == report.status
+    assert ["Action"] == [s.name for s in report.steps]
+
+
+def test_queues_pickle_like_0_8_2() -> None:
+    """0.8.2 queues of picklable actions pickled; so do ours, before and after a run."""
+    q = ActionQueue()
+    q.add(Action())
+    copy = pickle.loads(pickle.dumps(q))  # noqa: S301
+    copy.run()
+    assert RunStatus.COMPLETED == copy.report.status
+    q.run()
+    assert RunStatus.COMPLETED == pickle.loads(pickle.dumps(q)).report.status  # noqa: S301
+
+
+def test_attempts_count_calls_made_when_a_wait_is_interrupted() -> None:
+    """E4: a retry cut short in its wait counts only the calls really made."""
+    calls: list[str] = []
+
+    def interrupt_retry(event: Event) -> None:
+        if isinstance(event, actionqueues.StepRetrying):
+            raise KeyboardInterrupt
+
+    q = ActionQueue(retry=RetryPolicy(on=Boom), listeners=[interrupt_retry])
+    q.add(Step("a", calls, fail=Boom()))
+    with pytest.raises(KeyboardInterrupt):
+        q.execute()
+    assert 1 == len(calls)
+    assert 1 == q.report.steps[0].attempts
+
+
+def test_an_interrupt_during_rollback_ends_retrying(log: list[tuple[str, str]]) -> None:
+    """S5/S11: after an interrupt each remaining rollback is called once, not retried."""
+    q = ActionQueue()
+    q.add(Step("a", log, rollback_retries=100))
+    q.add(Step("b", log, rollback_fail=KeyboardInterrupt()))
+    q.execute()
+    with pytest.raises(KeyboardInterrupt):
+        q.rollback()
+    assert [("b", "rollback"), ("a", "rollback")] == log[2:]
+    assert isinstance(q.report.steps[0].rollback_error, ActionRetryException)
+
+
+def test_rolled_back_listener_sees_the_step_rolled_back() -> None:
+    """E4: in StepRolledBack the step that just finished reads rolled_back."""
+    seen: list[RunReport] = []
+    q = ActionQueue(
+        listeners=[lambda e: seen.append(q.report) if type(e) is StepRolledBack else None]
+    )
+    q.add(Action())
+    q.add(Action())
+    q.execute()
+    q.rollback()
+    assert [StepStatus.EXECUTED, StepStatus.ROLLED_BACK] == [s.status for s in seen[0].steps]
+    assert "run rolling back; rolled back 1 step" == seen[0].summary()
+
+
+def test_run_finished_interrupt_after_success_is_the_run_error() -> None:
+    """A listener's KeyboardInterrupt at the end of execute() fails the run, and says so."""
+
+    def interrupt_at_finish(event: Event) -> None:
+        if isinstance(event, actionqueues.RunFinished) and event.report.ok:
+            raise KeyboardInterrupt
+
+    q = ActionQueue(listeners=[interrupt_at_finish])
+    q.add(Action())
+    with pytest.raises(KeyboardInterrupt):
+        q.run()
+    report = q.report
+    assert isinstance(report.error, KeyboardInterrupt)
+    assert RunStatus.ROLLED_BACK == report.status
+    assert "run rolled back after KeyboardInterrupt between steps" in report.summary()
+
+
+def test_logging_listener_variants_keep_exactly_one_error_log(
+    log: list[tuple[str, str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """E3: a filtering subclass does not switch the log off; a child logger is not doubled."""
+
+    class Quiet(LoggingListener):
+        def __call__(self, event: Event) -> None:
+            pass
+
+    for listener in (Quiet(), LoggingListener(logging.getLogger("actionqueues.sub"))):
+        caplog.clear()
+        q = ActionQueue(listeners=[listener])
+        q.add(Step("a", log, rollback_fail=RuntimeError("x")))
+        q.add(Step("b", log, fail=Boom()))
+        with caplog.at_level(logging.ERROR, logger="actionqueues"), pytest.raises(Boom):
+            q.run()
+        assert 1 == len([r for r in caplog.records if r.levelno == logging.ERROR])
+
+
+def test_numbers_too_large_for_floats_are_refused_clearly() -> None:
+    """Bad input: 10**400 is refused with the library's errors, never OverflowError."""
+    with pytest.raises(InvalidPolicyError, match="timeout must be a finite number"):
+        RetryPolicy(on=Boom, timeout=10**400)
+    with pytest.raises(InvalidPolicyError, match="wait_exp_base"):
+        RetryPolicy(on=Boom, wait_exp_base=10**400)
+    with pytest.raises(InvalidPolicyError, match="unknown field"):
+        RetryPolicy(on=Boom).replace(bogus=1)
+
+    def retry_huge() -> None:
+        raise ActionRetryException(ms_backoff=10**400)
+
+    q = ActionQueue()
+    q.add(retry_huge)
+    with pytest.raises(InvalidBackoffError):
+        q.execute()
+    q = ActionQueue(retry=RetryPolicy(on=lambda e: 10**400, timeout=None))
+    q.add(Step("a", [], fail=Boom()))
+    with pytest.raises(InvalidPolicyError, match="a wait of 0 to"):
+        q.execute()
+
+
+def test_aqstatemachine_with_a_bad_state_raises_lifecycle_error() -> None:
+    """S10: a state set to nonsense is refused as 0.8.2's assert did."""
+    from actionqueues.aqstatemachine import AQStateMachine
+
+    sm = AQStateMachine()
+    sm.state = 6
+    with pytest.raises(AssertionError, match="none of the AQStateMachine_"):
+        sm.transition_to_add()
+
+
+def test_the_shared_empty_mapping_refuses_writes() -> None:
+    """Queues share one empty mapping until they need their own; it cannot be written."""
+    from actionqueues import _engine
+
+    with pytest.raises(TypeError, match="shared empty mapping"):
+        _engine._EMPTY[1] = 2
+    assert {} == pickle.loads(pickle.dumps(_engine._EMPTY))  # noqa: S301

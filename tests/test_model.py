@@ -198,12 +198,16 @@ def build(spec: QueueSpec, log: list[Call]) -> tuple[ActionQueue, list[Scripted]
 # -- the model --------------------------------------------------------------------
 
 
-def model_calls(script: Script, attempts: int | None) -> tuple[int, BaseException | None]:
+def model_calls(
+    script: Script, attempts: int | None, *, halted: bool = False
+) -> tuple[int, BaseException | None]:
     """Calls one method gets, and the exception it finally fails with (or None).
 
     Without a policy only ``ActionRetryException`` is retried, for as long as it is
     raised (S6); under a policy it and the policy's ``on`` types are retried until
     ``attempts`` calls were made (E5), and the last exception propagates as it is.
+    Once a rollback was interrupted (``halted``), the other rollbacks are still
+    called, once each: nothing is retried any more.
     """
     call = 0
     while True:
@@ -211,6 +215,8 @@ def model_calls(script: Script, attempts: int | None) -> tuple[int, BaseExceptio
         error = script.error(call)
         if error is None:
             return call, None
+        if halted:
+            return call, error
         if isinstance(error, ActionRetryException):
             again = attempts is None or call < attempts
         else:
@@ -248,7 +254,8 @@ class Model:
             attempts = (
                 spec.rollback_retry if step.rollback.attempts is None else step.rollback.attempts
             )
-            calls, error = model_calls(self.scripts[i].rollback_script, attempts)
+            halted = any(not isinstance(e, Exception) for e in self.rollback_errors.values())
+            calls, error = model_calls(self.scripts[i].rollback_script, attempts, halted=halted)
             self.rollback_log += [(i, "rollback")] * calls
             self.rollback_calls[i] = calls
             if error is not None:  # S5: and on with the earlier steps

@@ -45,8 +45,7 @@ import functools
 import inspect
 from collections.abc import Callable, Iterable
 from time import perf_counter
-from types import MappingProxyType
-from typing import Final, NamedTuple, TypedDict, Unpack
+from typing import Any, ClassVar, Final, NamedTuple, NoReturn, TypedDict, Unpack
 
 from . import _retry
 from ._action import ActionLike, FunctionAction, callable_name
@@ -86,11 +85,25 @@ _ADD_FROM: Final = ALLOWED["add"]
 _EXECUTE_FROM: Final = ALLOWED["execute"]
 _ROLLBACK_FROM: Final = ALLOWED["rollback"]
 
-# Classes whose execute/rollback were checked already, per kind of queue. Bounded, so
-# that classes made on the fly are not kept alive forever.
-_CHECKED: Final[dict[bool, set[type]]] = {False: set(), True: set()}
+# Classes whose instances passed add()'s checks for the sync queue (callable, plain
+# execute and rollback): later instances skip them. A global, not an attribute, for
+# the speed of add(). Bounded, so that classes made on the fly are not kept forever.
+_CHECKED: Final[set[type]] = set()
 _CHECKED_MAX: Final = 1024
-_EMPTY: Final[MappingProxyType[object, object]] = MappingProxyType({})
+
+
+class _NoEntries(dict[Any, Any]):
+    """The empty mapping queues share until a step needs an entry of its own."""
+
+    def __setitem__(self, key: object, value: object) -> NoReturn:
+        msg = "internal error: write to the shared empty mapping"
+        raise TypeError(msg)
+
+    def __reduce__(self) -> tuple[type[dict[Any, Any]], tuple[()]]:
+        return dict, ()  # a pickled queue gets a plain dict of its own
+
+
+_EMPTY: Final = _NoEntries()
 _EMPTY_LIST: Final[list[float]] = []
 _DEFAULT_BUS: Final = EventBus(())
 
@@ -144,7 +157,7 @@ def _check_policy(policy: object, where: str) -> RetryPolicy | None:
 class Engine:
     """Run state and decisions shared by the sync and async queues."""
 
-    _asynchronous: bool = False
+    _asynchronous: ClassVar[bool] = False
 
     # Slots: a fixed layout keeps every attribute access on the hot path cheap.
     # ``__dict__`` keeps 0.8.2's freedom to set attributes on a queue.
@@ -154,7 +167,6 @@ class Engine:
         "_attempts",
         "_bus",
         "_calling",
-        "_checked",
         "_end",
         "_error",
         "_execute_policy",
@@ -214,19 +226,18 @@ class Engine:
         # policy's timeout counts from the first attempt's start.
         self._timed = bool(timings or self._track or self._may_retry)
         self._state = _NEW
-        self._checked = _CHECKED[self._asynchronous]
         self._actions: list[ActionLike] = []
         # Sparse per-step details, shared and empty until a step needs one.
-        self._names: dict[int, str] = _EMPTY  # type: ignore[assignment]
-        self._policies: dict[tuple[Phase, int], RetryPolicy] = _EMPTY  # type: ignore[assignment]
-        self._attempts: dict[tuple[Phase, int], int] = _EMPTY  # type: ignore[assignment]
-        self._skipped: dict[tuple[Phase, int], float] = _EMPTY  # type: ignore[assignment]
-        self._rb_errors: dict[int, BaseException] = _EMPTY  # type: ignore[assignment]
+        self._names: dict[int, str] = _EMPTY
+        self._policies: dict[tuple[Phase, int], RetryPolicy] = _EMPTY
+        self._attempts: dict[tuple[Phase, int], int] = _EMPTY
+        self._skipped: dict[tuple[Phase, int], float] = _EMPTY
+        self._rb_errors: dict[int, BaseException] = _EMPTY
         # A result per step that returned; a start time per step when timed.
         self._results: list[object] = []
         self._starts: list[float] = []
         self._executed = 0  # steps that count as executed, once execution ended
-        self._calling = False  # a step's execute is being called (for mid-run reports)
+        self._calling = False  # a step's method is being called (for mid-run reports)
         self._rb_starts: list[float] = _EMPTY_LIST
         self._rb_index = 0  # the step rolling back now; later executed steps are done
         self._t0 = self._end = self._rb_t0 = self._rb_end = 0.0
@@ -262,7 +273,7 @@ class Engine:
         # with keyword-only parameters by a slower path, and add() is on the hot path.
         if self._state not in _ADD_FROM:
             raise lifecycle_error("add", self._state)
-        if rollback is not None or type(action) not in self._checked:
+        if rollback is not None or type(action) not in _CHECKED:
             action = self._as_action(action, rollback)
         if options:
             self._set_options(len(self._actions), options)
@@ -323,14 +334,19 @@ class Engine:
                     "Pass rollback= only with a function."
                 )
                 raise InvalidActionError(msg)
-            self._check_sync(obj, execute, undo)
+            plain = self._check_sync(obj, execute, undo)
             cls = type(obj)
-            if callable(getattr(cls, "execute", None)) and callable(getattr(cls, "rollback", None)):
-                # Later instances skip the checks. One that hides a method behind a
-                # non-callable instance attribute is then found out only when called.
-                if len(self._checked) >= _CHECKED_MAX:
-                    self._checked.clear()
-                self._checked.add(cls)
+            if (
+                plain
+                and callable(getattr(cls, "execute", None))
+                and callable(getattr(cls, "rollback", None))
+            ):
+                # Later instances skip the checks: one whose instance attributes hide
+                # the class's methods (with a non-callable, or an async def function)
+                # is then found out only when called.
+                if len(_CHECKED) >= _CHECKED_MAX:
+                    _CHECKED.clear()
+                _CHECKED.add(cls)
             return obj  # type: ignore[return-value]
         if not callable(obj):
             msg = (
@@ -348,21 +364,23 @@ class Engine:
         self._check_sync(obj, obj, rollback)
         return FunctionAction(obj, rollback)
 
-    def _check_sync(self, obj: object, *methods: object) -> None:
-        """The sync queue never awaits: refuse coroutine functions up front."""
-        if self._asynchronous:
-            return
+    def _check_sync(self, obj: object, *methods: object) -> bool:
+        """Whether ``methods`` are all plain (not ``async def``); the sync queue, which
+        never awaits, refuses the others up front."""
         for method in methods:
             if method is not None and (
                 inspect.iscoroutinefunction(method)
                 or inspect.iscoroutinefunction(getattr(method, "__call__", None))  # noqa: B004
             ):
+                if self._asynchronous:
+                    return False
                 msg = (
                     f"{callable_name(method)} of {_describe(obj)} is a coroutine function "
                     "(async def); ActionQueue calls actions synchronously and would never "
                     "await it. Use a plain function or method."
                 )
                 raise InvalidActionError(msg)
+        return True
 
     # -- names and policies ---------------------------------------------------------
 
@@ -395,8 +413,7 @@ class Engine:
                 self._interrupt = exc
 
     def _step_started(self, index: int, phase: Phase, attempt: int) -> None:
-        if phase is _EXECUTE:
-            self._calling = True
+        self._calling = True
         if self._bus.wants(StepStarted):
             self._emit(
                 StepStarted(
@@ -410,8 +427,8 @@ class Engine:
 
     def _step_succeeded(self, index: int, phase: Phase) -> None:
         bus = self._bus
+        self._calling = False
         if phase is _EXECUTE:
-            self._calling = False
             if bus.wants(StepSucceeded):
                 self._emit(
                     StepSucceeded(
@@ -474,9 +491,9 @@ class Engine:
             start = self._starts[index] if phase is _EXECUTE else self._rb_starts[-1]
             elapsed += perf_counter() - start
         wait = next_wait(policy, error, attempt, elapsed, self._step_name(index))
-        if wait is None:
+        if wait is None or self._interrupt is not None:
+            # An interrupt held back during rollback stops this step's retries too.
             return None
-        self._attempts[key] = attempt + 1
         if self._bus.wants(StepRetrying):
             self._emit(
                 StepRetrying(
@@ -495,6 +512,12 @@ class Engine:
             self._skipped[key] = skipped + wait
             return 0.0
         return wait
+
+    def _retry_started(self, index: int, phase: Phase, attempt: int) -> None:
+        """A retry's call is about to be made: count it, and tell observers."""
+        self._attempts[phase, index] = attempt  # a real dict: _failed() made it
+        if self._track:
+            self._step_started(index, phase, attempt)
 
     @staticmethod
     def _final_error(error: BaseException) -> BaseException:
@@ -517,6 +540,13 @@ class Engine:
         if error is None:
             self._state = _EXECUTED
             self._executed = executed
+            try:
+                self._finished()
+            except BaseException as exc:  # a listener's KeyboardInterrupt: the run failed
+                self._state = _FAILED
+                self._error = exc
+                raise
+            return
         else:
             self._state = _FAILED
             self._error = error
@@ -553,6 +583,7 @@ class Engine:
             raise lifecycle_error("rollback", self._state)
         self._state = _ROLLING_BACK
         self._rb_index = self._executed
+        self._calling = not self._track
         if self._timed:
             self._rb_starts = []
             self._rb_t0 = perf_counter()
@@ -560,6 +591,7 @@ class Engine:
 
     def _rollback_failed(self, index: int, error: BaseException) -> None:
         """A rollback gave up: record, log and report it; rollback goes on (S5, E3)."""
+        self._calling = False
         if not self._rb_errors:
             self._rb_errors = {}
         self._rb_errors[index] = error
@@ -586,11 +618,13 @@ class Engine:
             self._rb_end = perf_counter()
         self._state = _ROLLED_BACK
         self._rb_index = 0
+        self._calling = False
         self._finished()
         if self._interrupt is not None:
             return self._interrupt
         if self._strict and self._rb_errors:
             report = self.report
+            report.steps  # noqa: B018 - built now: the error must not keep the queue alive
             # With no interrupt pending, every rollback failure is an Exception.
             failures = [e for e in report.rollback_errors if isinstance(e, Exception)]
             group = RollbackError(report.summary(), failures, report=report)
@@ -636,7 +670,9 @@ class Engine:
             self._error,
             duration,
             None if failed < 0 else (failed, self._step_name(failed)),
-            self._executed - self._rb_index if rolling else 0,
+            self._executed - self._rb_index - (state is _ROLLING_BACK and self._calling)
+            if rolling
+            else 0,
             failures,
         )
 
@@ -652,7 +688,7 @@ class Engine:
             self._failed_index(),
             now if state is _EXECUTING else self._end,
             now if state is _ROLLING_BACK else self._rb_end,
-            state is _EXECUTING and self._calling,
+            state is self._state and self._calling,
         )
 
     def _step_reports(self, state: QueueState) -> tuple[StepReport, ...]:
@@ -698,7 +734,7 @@ class Engine:
         if i >= snap.first_undone:
             if i in self._rb_errors:
                 return StepStatus.ROLLBACK_FAILED
-            if i == snap.first_undone and snap.state is _ROLLING_BACK:
+            if i == snap.first_undone and snap.state is _ROLLING_BACK and snap.calling:
                 return StepStatus.ROLLING_BACK
             return StepStatus.ROLLED_BACK
         if i == snap.failed:

@@ -210,8 +210,8 @@ class EventBus:
             for kind in kinds:
                 by_type.setdefault(kind, []).append(listener)
             logged = logged or (
-                isinstance(listener, LoggingListener)
-                and listener.logger is logger
+                type(listener) is LoggingListener
+                and (listener.logger is logger or listener.logger.name.startswith("actionqueues."))
                 and RollbackFailed in kinds
             )
         if not logged:  # rule E3: rollback failures are always logged

@@ -133,7 +133,13 @@ class AQStateMachine:
         self.state: int = AQStateMachine_INIT
 
     def _move(self, operation: Operation, to: int) -> None:
-        current = _FROM_LEGACY[self.state]
+        current = _FROM_LEGACY.get(self.state) if isinstance(self.state, int) else None
+        if current is None:
+            msg = (
+                f"AQStateMachine.state is {self.state!r}, which is none of the "
+                "AQStateMachine_* states; set it to one of them."
+            )
+            raise LifecycleError(msg)
         if operation == "rollback" and current is QueueState.EXECUTING:
             current = QueueState.FAILED  # 0.8.2: a failed execute stays in EXECUTE
         if operation == "execute" and self.state == AQStateMachine_INIT:

@@ -188,8 +188,7 @@ class ActionQueue(Engine):
                 raise error
             time.sleep(wait)
             attempt += 1
-            if self._track:
-                self._step_started(index, phase, attempt)
+            self._retry_started(index, phase, attempt)
             try:
                 return call()
             except BaseException as exc:

@@ -147,9 +147,26 @@ class RunReport:
         """One report per step, in the order they were added."""
         steps = self._steps
         if steps is None:
+            # Two threads may both build: the same content, and ``_build`` stays set.
             steps = self._steps = cast("Callable[[], tuple[StepReport, ...]]", self._build)()
-            self._build = None
         return steps
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickle data only, never the queue a lazy report would build from.
+        return (
+            RunReport,
+            (
+                self.name,
+                self.status,
+                self.steps,
+                self._total,
+                self.error,
+                self.duration,
+                self._failed,
+                self._rolled_back,
+                self._rollback_failures,
+            ),
+        )
 
     @property
     def failed_step(self) -> StepReport | None:
@@ -190,6 +207,8 @@ class RunReport:
         label = f"run {self.name!r}" if self.name else "run"
         if self._failed is None:
             head = f"{label} {self.status.value.replace('_', ' ')}"
+            if self.error is not None:  # it came between two steps, not from one
+                head += f" after {type(self.error).__name__} between steps"
         else:
             index, name = self._failed
             head = (

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import random
-import threading
 from collections.abc import Callable
 from datetime import timedelta
 from numbers import Real
@@ -26,8 +25,9 @@ RetryOn: TypeAlias = type[Exception] | tuple[type[Exception], ...] | RetryPredic
 Duration: TypeAlias = float | timedelta
 
 _testing = False
-#: The longest wait the standard library can sleep (about 292 years).
-_LONGEST_WAIT: Final = threading.TIMEOUT_MAX
+#: The longest retry wait: a year. (``time.sleep`` itself fails well before
+#: ``threading.TIMEOUT_MAX``, its deadline being now plus the wait.)
+_LONGEST_WAIT: Final = 365 * 24 * 3600.0
 
 
 class _Testing:
@@ -76,6 +76,14 @@ def is_testing() -> bool:
     return _testing
 
 
+def _float(value: Real) -> float:
+    """``float(value)``, with numbers too large for a float taken as infinite."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
 def _seconds(
     name: str, value: object, *, allow_none: bool = False, longest: float = math.inf
 ) -> float | None:
@@ -85,7 +93,7 @@ def _seconds(
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, Real) and not isinstance(value, bool):
-        seconds = float(value)
+        seconds = _float(value)
     else:
         none = " or None" if allow_none else ""
         msg = (
@@ -207,7 +215,7 @@ class RetryPolicy:
         if not (
             isinstance(wait_exp_base, Real)
             and not isinstance(wait_exp_base, bool)
-            and 0 < float(wait_exp_base) < math.inf
+            and 0 < _float(wait_exp_base) < math.inf
         ):
             msg = (
                 f"RetryPolicy(wait_exp_base={wait_exp_base!r}): wait_exp_base is the factor "
@@ -248,6 +256,13 @@ class RetryPolicy:
 
     def replace(self, **changes: object) -> RetryPolicy:
         """A copy with ``changes`` applied, validated like a new policy."""
+        unknown = changes.keys() - self._fields().keys()
+        if unknown:
+            msg = (
+                f"RetryPolicy.replace() got unknown field(s) {', '.join(sorted(unknown))}; "
+                f"the fields are {', '.join(self._fields())}."
+            )
+            raise InvalidPolicyError(msg)
         return RetryPolicy(**{**self._fields(), **changes})  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
@@ -286,7 +301,7 @@ class RetryPolicy:
         if isinstance(answer, timedelta):
             answer = answer.total_seconds()
         wait: object = answer
-        if isinstance(wait, Real) and 0 <= float(wait) <= _LONGEST_WAIT:  # NaN fails too
+        if isinstance(wait, Real) and 0 <= _float(wait) <= _LONGEST_WAIT:  # NaN fails too
             return float(wait)
         msg = (
             f"The retry predicate {self._predicate!r} returned {answer!r} for "
@@ -299,7 +314,7 @@ class RetryPolicy:
 def retry_exception_wait(exc: ActionRetryException, step: str) -> float:
     """Seconds to wait for an ``ActionRetryException``, after checking ``ms_backoff``."""
     ms: object = exc.ms_backoff
-    if isinstance(ms, Real) and 0 <= float(ms) <= _LONGEST_WAIT * 1000:  # NaN fails too
+    if isinstance(ms, Real) and 0 <= _float(ms) <= _LONGEST_WAIT * 1000:  # NaN fails too
         return float(ms) / 1000.0
     msg = (
         f"Step {step!r} raised ActionRetryException(ms_backoff={ms!r}): ms_backoff must be "
