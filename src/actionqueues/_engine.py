@@ -452,8 +452,8 @@ class Engine:
             )
 
     def _finished(self) -> None:
-        if self._report_finish:
-            self._emit(RunFinished(queue=self._name, report=self.report))
+        """Tell RunFinished listeners (callers check ``_report_finish`` first)."""
+        self._emit(RunFinished(queue=self._name, report=self.report))
 
     # -- execution ------------------------------------------------------------------
 
@@ -541,7 +541,8 @@ class Engine:
             self._state = _EXECUTED
             self._executed = executed
             try:
-                self._finished()
+                if self._report_finish:
+                    self._finished()
             except BaseException as exc:  # a listener's KeyboardInterrupt: the run failed
                 self._state = _FAILED
                 self._error = exc
@@ -561,7 +562,8 @@ class Engine:
                         error=error,
                     )
                 )
-        self._finished()
+        if self._report_finish:
+            self._finished()
 
     def _executed_count(self) -> int:
         """Steps that count as executed so far (the one being called included)."""
@@ -619,7 +621,8 @@ class Engine:
         self._state = _ROLLED_BACK
         self._rb_index = 0
         self._calling = False
-        self._finished()
+        if self._report_finish:
+            self._finished()
         if self._interrupt is not None:
             return self._interrupt
         if self._strict and self._rb_errors:

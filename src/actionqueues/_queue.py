@@ -10,8 +10,8 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Final
 
-from ._action import ActionLike
 from ._engine import Engine
+from ._lifecycle import check
 from ._report import Phase, RunReport
 
 _EXECUTE: Final = Phase.EXECUTE
@@ -56,10 +56,7 @@ class ActionQueue(Engine):
         Raises:
             LifecycleError: The queue was already executed.
         """
-        self._execute(self._begin_execute())
-
-    def _execute(self, actions: list[ActionLike]) -> None:
-        """The steps of :meth:`execute`, once the lifecycle allowed it."""
+        actions = self._begin_execute()
         done = self._results
         results = done.append
         started = self._starts.append
@@ -159,9 +156,9 @@ class ActionQueue(Engine):
 
         .. versionadded:: 1.0
         """
-        actions = self._begin_execute()  # outside the try: a refused run rolls nothing back
+        check("execute", self._state)  # outside the try: a refused run rolls nothing back
         try:
-            self._execute(actions)
+            self.execute()
         except BaseException as exc:
             try:
                 self.rollback()
