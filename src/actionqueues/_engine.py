@@ -19,7 +19,7 @@ engine of every transition, before and after each call to an action, in this ord
   - It raised: unless ``_retryable(exc)``, the step has failed. Otherwise, in a
     loop: ``_failed(i, EXECUTE, exc, attempt)`` gives the wait before the next call,
     or None: then raise ``_final_error(exc)``, the step has failed. Sleep, then
-    ``_step_started(i, EXECUTE, attempt + 1)`` when ``_track``, and call again.
+    ``_retry_started(i, EXECUTE, attempt + 1)``, and call again.
 
   Finally ``_end_execute(error, in_call)``: ``error`` is None on success; ``in_call``
   says whether it came out of the step's calls (then the step counts as executed)
