@@ -5,8 +5,17 @@ The public API lives here; the 0.8.2 modules (``actionqueues.actionqueue``,
 ``actionqueues.aqstatemachine``) re-export their old names.
 """
 
-from . import action, actionqueue, aqstatemachine, exceptionfactory
+from . import action, actionqueue, aqstatemachine, exceptionfactory, journal
 from ._action import Action, ActionLike, FunctionAction
+from ._durable import (
+    Registry,
+    StateError,
+    StepContext,
+    current_step,
+    durable,
+    idempotency_key,
+    registry,
+)
 from ._engine import StepOptions, report_of
 from ._errors import (
     ActionQueueError,
@@ -34,6 +43,7 @@ from ._events import (
 )
 from ._lifecycle import AQStateMachine
 from ._queue import ActionQueue
+from ._recovery import Recovered, recover
 from ._report import Phase, RunReport, RunStatus, StepReport, StepStatus
 from ._retry import (
     DoublingBackoffExceptionFactory,
@@ -41,6 +51,7 @@ from ._retry import (
     is_testing,
     set_testing,
 )
+from .journal import JournalError, LeaseLostError, SQLiteJournal, open_journal
 
 __version__ = "1.0.0.dev0"
 
@@ -59,16 +70,23 @@ __all__ = [
     "InvalidBackoffError",
     "InvalidListenerError",
     "InvalidPolicyError",
+    "JournalError",
+    "LeaseLostError",
     "LifecycleError",
     "Listener",
     "LoggingListener",
     "Phase",
+    "Recovered",
+    "Registry",
     "RetryPolicy",
     "RollbackError",
     "RollbackFailed",
     "RunFinished",
     "RunReport",
     "RunStatus",
+    "SQLiteJournal",
+    "StateError",
+    "StepContext",
     "StepEvent",
     "StepFailed",
     "StepOptions",
@@ -81,8 +99,15 @@ __all__ = [
     "action",
     "actionqueue",
     "aqstatemachine",
+    "current_step",
+    "durable",
     "exceptionfactory",
+    "idempotency_key",
     "is_testing",
+    "journal",
+    "open_journal",
+    "recover",
+    "registry",
     "report_of",
     "set_testing",
 ]

@@ -49,7 +49,9 @@ from typing import Any, ClassVar, Final, NamedTuple, NoReturn, TypedDict, Unpack
 
 from . import _retry
 from ._action import ActionLike, FunctionAction, callable_name
+from ._durable import DurableRun, Registry, registry
 from ._errors import (
+    ActionQueueError,
     ActionRetryException,
     InvalidActionError,
     InvalidArgumentError,
@@ -67,10 +69,12 @@ from ._events import (
     StepRolledBack,
     StepStarted,
     StepSucceeded,
+    logger,
 )
 from ._lifecycle import ALLOWED, QueueState, lifecycle_error
 from ._report import Phase, RunReport, RunStatus, StepReport, StepStatus
 from ._retry import RetryPolicy, next_wait
+from .journal import Journal, JournalError, LeaseLostError
 
 # Enum members are slow to look up on their class; the hot paths use these.
 _NEW: Final = QueueState.NEW
@@ -167,6 +171,7 @@ class Engine:
         "_attempts",
         "_bus",
         "_calling",
+        "_durable",
         "_end",
         "_error",
         "_execute_policy",
@@ -202,6 +207,10 @@ class Engine:
         listeners: Iterable[Listener] = (),
         strict: bool = False,
         timings: bool = False,
+        journal: Journal | None = None,
+        registry: Registry | None = None,
+        recovery: str = "rollback",
+        run_id: str | None = None,
     ) -> None:
         if name is not None and not isinstance(name, str):
             msg = f"ActionQueue(name={name!r}): the name must be a string, or None."
@@ -219,6 +228,11 @@ class Engine:
                 bus.wants(StepStarted) or bus.wants(StepSucceeded) or bus.wants(StepRolledBack)
             )
             self._report_finish = bus.wants(RunFinished)
+        self._durable = (
+            None if journal is None else self._durable_run(journal, registry, recovery, run_id)
+        )
+        if self._durable is not None:
+            self._track = True  # the journal observes every step transition
         # Whether any failure other than ActionRetryException can be retried: the cheap
         # test that keeps plain failures off the retry path.
         self._may_retry = retry is not None or rollback_retry is not None
@@ -243,6 +257,30 @@ class Engine:
         self._t0 = self._end = self._rb_t0 = self._rb_end = 0.0
         self._error: BaseException | None = None
         self._interrupt: BaseException | None = None
+
+    @staticmethod
+    def _durable_run(
+        journal: object, names: object, recovery: object, run_id: object
+    ) -> DurableRun:
+        if not isinstance(journal, Journal):
+            msg = (
+                f"ActionQueue(journal={journal!r}): not a journal. Pass "
+                "actionqueues.SQLiteJournal(path) or open_journal(url)."
+            )
+            raise InvalidArgumentError(msg)
+        if names is not None and not isinstance(names, Registry):
+            msg = f"ActionQueue(registry={names!r}): not an actionqueues.Registry."
+            raise InvalidArgumentError(msg)
+        if recovery not in ("rollback", "resume"):
+            msg = (
+                f"ActionQueue(recovery={recovery!r}): after a crash a run is either rolled "
+                "back ('rollback', the default) or resumed ('resume')."
+            )
+            raise InvalidArgumentError(msg)
+        if run_id is not None and not (isinstance(run_id, str) and run_id):
+            msg = f"ActionQueue(run_id={run_id!r}): a run id is a non-empty string."
+            raise InvalidArgumentError(msg)
+        return DurableRun(journal, names or registry, recovery, run_id)
 
     # -- building the queue ---------------------------------------------------------
 
@@ -277,6 +315,8 @@ class Engine:
             action = self._as_action(action, rollback)
         if options:
             self._set_options(len(self._actions), options)
+        if self._durable is not None:
+            self._durable.check_add(action)
         self._actions.append(action)  # type: ignore[arg-type]
 
     def _set_options(self, index: int, options: StepOptions) -> None:
@@ -414,6 +454,8 @@ class Engine:
 
     def _step_started(self, index: int, phase: Phase, attempt: int) -> None:
         self._calling = True
+        if self._durable is not None:
+            self._record_started(self._durable, index, phase, attempt)
         if self._bus.wants(StepStarted):
             self._emit(
                 StepStarted(
@@ -425,9 +467,39 @@ class Engine:
                 )
             )
 
+    def _record_started(self, durable: DurableRun, index: int, phase: Phase, attempt: int) -> None:
+        """D1/D3: before a step's first call, commit that it is executing (or rolling
+        back), with its state then. A journal that cannot be written stops the run
+        before the side effect (D10); during rollback, the compensation matters more
+        than its record, so the rollback goes on (unless another process owns the run)."""
+        durable.enter(index, self._step_name(index), phase, attempt)
+        if attempt != 1:
+            return
+        recorder = durable.recorder
+        assert recorder is not None
+        if phase is _EXECUTE:
+            recorder.step_started(index, "executing", durable.state(index, self._actions[index]))
+            return
+        try:
+            state = durable.state(index, self._actions[index])
+            recorder.step_started(index, "rolling_back", state, "rolling_back")
+        except LeaseLostError:
+            raise
+        except (JournalError, ActionQueueError) as exc:
+            logger.error("rolling back step %d without a journal record: %s", index + 1, exc)
+
     def _step_succeeded(self, index: int, phase: Phase) -> None:
         bus = self._bus
         self._calling = False
+        if self._durable is not None:  # D2/D3: with the state after, at the next write
+            recorder = self._durable.recorder
+            assert recorder is not None
+            recorder.step_done(
+                index,
+                "executed" if phase is _EXECUTE else "rolled_back",
+                self._durable.state(index, self._actions[index]),
+                self._attempts.get((phase, index), 1),
+            )
         if phase is _EXECUTE:
             if bus.wants(StepSucceeded):
                 self._emit(
@@ -465,7 +537,29 @@ class Engine:
         self._calling = not self._track
         if self._timed:
             self._t0 = perf_counter()
-        return self._actions
+        durable = self._durable
+        if durable is not None and durable.recorder is None:
+            try:  # D1 starts here: the run and its steps are recorded before any call
+                durable.begin(
+                    self._name,
+                    self._actions,
+                    [self._step_name(i) for i in range(len(self._actions))],
+                )
+            except BaseException as exc:
+                self._state, self._error, self._executed = _FAILED, exc, 0
+                raise
+        # Resumed by recovery, execution picks up after the steps already executed.
+        return self._actions[len(self._results) :] if self._results else self._actions
+
+    def _prepare_resume(self, done: int) -> None:
+        """Recovery resumes a run whose first ``done`` steps executed."""
+        self._results = [None] * done
+
+    def _prepare_undo(self, executed: int) -> None:
+        """Recovery rolls back a run whose first ``executed`` steps were called."""
+        self._state = _FAILED
+        self._results = [None] * executed
+        self._executed = executed
 
     def _retryable(self, error: BaseException) -> bool:
         """Whether a failed call may be retried at all: the cheap test that keeps a
@@ -537,13 +631,18 @@ class Engine:
             self._end = perf_counter()
         self._calling = False
         executed = len(self._results)
+        durable = self._durable
+        if durable is not None:
+            durable.leave()
         if error is None:
             self._state = _EXECUTED
             self._executed = executed
             try:
+                if durable is not None:  # D4; unrecorded, the run must not count as done
+                    durable.recorder.finish("completed")  # type: ignore[union-attr]
                 if self._report_finish:
                     self._finished()
-            except BaseException as exc:  # a listener's KeyboardInterrupt: the run failed
+            except BaseException as exc:  # a journal error, or a listener's interrupt
                 self._state = _FAILED
                 self._error = exc
                 raise
@@ -552,6 +651,8 @@ class Engine:
             self._state = _FAILED
             self._error = error
             self._executed = executed + in_call
+            if durable is not None and durable.recorder is not None:
+                self._record_failure(durable, executed if in_call else -1, error)
             if in_call and self._bus.wants(StepFailed):
                 self._emit(
                     StepFailed(
@@ -564,6 +665,24 @@ class Engine:
                 )
         if self._report_finish:
             self._finished()
+
+    def _record_failure(self, durable: DurableRun, index: int, error: BaseException) -> None:
+        """D4: execution failed; record it (a journal error is logged, not raised: the
+        action's own exception is what propagates)."""
+        recorder = durable.recorder
+        assert recorder is not None
+        try:
+            if index >= 0:
+                recorder.step_failed(
+                    index,
+                    "failed",
+                    durable.state(index, self._actions[index]),
+                    self._attempts.get((_EXECUTE, index), 1),
+                    repr(error),
+                )
+            recorder.finish("failed", repr(error))
+        except (JournalError, ActionQueueError) as exc:
+            logger.error("could not record the failure of run %s: %s", durable.run_id, exc)
 
     def _executed_count(self) -> int:
         """Steps that count as executed so far (the one being called included)."""
@@ -599,6 +718,14 @@ class Engine:
         self._rb_errors[index] = error
         if self._interrupt is None and not isinstance(error, Exception):
             self._interrupt = error
+        if self._durable is not None:
+            self._durable.recorder.step_failed(  # type: ignore[union-attr]
+                index,
+                "rollback_failed",
+                None,
+                self._attempts.get((_ROLLBACK, index), 1),
+                repr(error),
+            )
         self._emit(
             RollbackFailed(
                 queue=self._name,
@@ -621,6 +748,15 @@ class Engine:
         self._state = _ROLLED_BACK
         self._rb_index = 0
         self._calling = False
+        durable = self._durable
+        if durable is not None and durable.recorder is not None:
+            durable.leave()
+            try:
+                durable.recorder.finish("rollback_failed" if self._rb_errors else "rolled_back")
+            except (JournalError, ActionQueueError) as exc:
+                logger.error(
+                    "could not record the end of run %s's rollback: %s", durable.run_id, exc
+                )
         if self._report_finish:
             self._finished()
         if self._interrupt is not None:

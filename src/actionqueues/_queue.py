@@ -168,6 +168,16 @@ class ActionQueue(Engine):
             raise
         return self.report
 
+    def _resume(self, done: int) -> RunReport:
+        """Recovery: run again from step ``done``, the steps before it executed."""
+        self._prepare_resume(done)
+        return self.run()
+
+    def _undo(self, executed: int) -> None:
+        """Recovery: roll back the first ``executed`` steps."""
+        self._prepare_undo(executed)
+        self.rollback()
+
     def _call_again(
         self, index: int, phase: Phase, call: Callable[[], object], error: BaseException
     ) -> object:

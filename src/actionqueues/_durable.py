@@ -1,0 +1,323 @@
+"""Durable actions: an explicit registry of names, JSON state, and the step context.
+
+A durable queue records each action by a name the user registered and by its state
+as JSON, so that another process can rebuild it after a crash. Nothing is imported
+or evaluated by name unless it was registered; nothing is unpickled (D8).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from collections.abc import Callable
+from contextvars import ContextVar, Token
+from typing import Any, NamedTuple, TypeVar
+
+from ._action import ActionLike, FunctionAction
+from ._errors import ActionQueueError, InvalidActionError
+from ._report import Phase
+from .journal import Journal, RunRecorder
+
+T = TypeVar("T", bound=type)
+
+JSONState = Any  # what json.loads returns: dict, list, str, int, float, bool or None
+
+
+class StateError(ActionQueueError, ValueError):
+    """An action's state cannot be written as JSON, or read back.
+
+    .. versionadded:: 1.0
+    """
+
+
+class _Entry(NamedTuple):
+    cls: type
+    encode: Callable[[Any], JSONState]
+    decode: Callable[[JSONState], Any]
+
+
+def _default_encode(action: object) -> JSONState:
+    if hasattr(action, "to_state"):
+        return action.to_state()
+    if dataclasses.is_dataclass(action) and not isinstance(action, type):
+        return {f.name: getattr(action, f.name) for f in dataclasses.fields(action)}
+    try:
+        return dict(vars(action))
+    except TypeError:
+        msg = (
+            f"{type(action).__qualname__} has no attribute dict to save; give it "
+            "to_state() and from_state() methods"
+        )
+        raise StateError(msg) from None
+
+
+def _default_decoder(cls: type) -> Callable[[JSONState], Any]:
+    def decode(state: JSONState) -> Any:
+        from_state = getattr(cls, "from_state", None)
+        if from_state is not None:
+            return from_state(state)
+        if not isinstance(state, dict):
+            msg = f"the state of a {cls.__qualname__} must be a JSON object, not {state!r}"
+            raise StateError(msg)
+        action: Any = object.__new__(cls)
+        for key, value in state.items():
+            object.__setattr__(action, key, value)  # frozen dataclasses too
+        return action
+
+    return decode
+
+
+class Registry:
+    """Names for durable action classes.
+
+    A durable queue refuses, at ``add()``, an action whose class is not registered
+    (D11); recovery rebuilds actions only from registered names (D8). An action's
+    state is, by default, its dataclass fields or its attribute dict, as JSON; a class
+    can define ``to_state()`` and a classmethod ``from_state(state)`` instead, or the
+    registration can pass ``encode=`` and ``decode=``.
+
+    .. versionadded:: 1.0
+    """
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, _Entry] = {}
+        self._by_type: dict[type, str] = {}
+
+    def register(
+        self,
+        name: str,
+        cls: type | None = None,
+        *,
+        encode: Callable[[Any], JSONState] | None = None,
+        decode: Callable[[JSONState], Any] | None = None,
+    ) -> Any:
+        """Register ``cls`` under ``name``; without ``cls``, a class decorator.
+
+        Raises:
+            InvalidActionError: ``name`` is taken by another class, or ``cls`` is
+                not a class with ``execute`` and ``rollback``.
+        """
+        if not isinstance(name, str) or not name:
+            msg = f"register({name!r}): the name must be a non-empty string."
+            raise InvalidActionError(msg)
+
+        def add(klass: T) -> T:
+            if not (
+                isinstance(klass, type)
+                and callable(getattr(klass, "execute", None))
+                and callable(getattr(klass, "rollback", None))
+            ):
+                msg = (
+                    f"register({name!r}) needs a class with execute() and rollback() "
+                    f"methods, not {klass!r}."
+                )
+                raise InvalidActionError(msg)
+            taken = self._by_name.get(name)
+            if taken is not None and taken.cls is not klass:
+                msg = (
+                    f"register({name!r}): the name is already registered for "
+                    f"{taken.cls.__module__}.{taken.cls.__qualname__}; names must be "
+                    "unique and stable, because journals store them."
+                )
+                raise InvalidActionError(msg)
+            self._by_name[name] = _Entry(
+                klass, encode or _default_encode, decode or _default_decoder(klass)
+            )
+            self._by_type[klass] = name
+            return klass
+
+        return add if cls is None else add(cls)
+
+    def name_of(self, action: object) -> str | None:
+        """The name ``action``'s class is registered under, or None."""
+        return self._by_type.get(type(action))
+
+    def names(self) -> list[str]:
+        """Every registered name, sorted."""
+        return sorted(self._by_name)
+
+    def encode(self, name: str, action: object) -> str:
+        """``action``'s state as JSON text.
+
+        Raises:
+            StateError: The state is not JSON (a set, an object, NaN...).
+        """
+        state = self._by_name[name].encode(action)
+        try:
+            return json.dumps(state, allow_nan=False, separators=(",", ":"), sort_keys=True)
+        except (TypeError, ValueError) as exc:
+            msg = (
+                f"The state of the durable action {name!r} ({type(action).__qualname__}) "
+                f"is not JSON: {exc}. Keep plain data (str, int, float, bool, None, "
+                "lists, dicts) on durable actions, or give the class to_state() and "
+                "from_state() methods."
+            )
+            raise StateError(msg) from exc
+
+    def decode(self, name: str, text: str) -> object:
+        """Rebuild the action registered as ``name`` from its JSON state.
+
+        Raises:
+            KeyError: ``name`` is not registered.
+            StateError: The state cannot be read back.
+        """
+        entry = self._by_name[name]
+        try:
+            return entry.decode(json.loads(text))
+        except StateError:
+            raise
+        except Exception as exc:
+            msg = f"cannot rebuild the durable action {name!r} from its state: {exc!r}"
+            raise StateError(msg) from exc
+
+
+#: The registry durable queues use unless given another.
+registry = Registry()
+
+
+def durable(
+    name: str,
+    *,
+    encode: Callable[[Any], JSONState] | None = None,
+    decode: Callable[[JSONState], Any] | None = None,
+) -> Callable[[T], T]:
+    """Class decorator: register an action class under ``name`` in the default registry.
+
+    .. versionadded:: 1.0
+    """
+    decorator: Callable[[T], T] = registry.register(name, encode=encode, decode=decode)
+    return decorator
+
+
+class StepContext(NamedTuple):
+    """The durable step being executed or rolled back right now.
+
+    Attributes:
+        run_id: The run's id in the journal.
+        index: The step's position, from 0.
+        name: The step's name.
+        phase: ``execute`` or ``rollback``.
+        attempt: The call's attempt number in this phase, from 1.
+        claim: How many times the run has been claimed: 0 for its first owner, then
+            one more for each recovery.
+
+    .. versionadded:: 1.0
+    """
+
+    run_id: str
+    index: int  # type: ignore[assignment]  # shadows tuple.index, on purpose
+    name: str
+    phase: Phase
+    attempt: int
+    claim: int
+
+    @property
+    def key(self) -> str:
+        """The step's idempotency key: the same across retries, rollback and recovery."""
+        return f"{self.run_id}/{self.index}"
+
+
+_CURRENT: ContextVar[StepContext | None] = ContextVar("actionqueues_step", default=None)
+
+
+def current_step() -> StepContext:
+    """The durable step whose ``execute`` or ``rollback`` is running now.
+
+    Raises:
+        LookupError: Not called from inside a durable queue's action.
+
+    .. versionadded:: 1.0
+    """
+    step = _CURRENT.get()
+    if step is None:
+        msg = (
+            "current_step() is only available inside execute() or rollback() of an "
+            "action run by a durable queue (ActionQueue(journal=...))."
+        )
+        raise LookupError(msg)
+    return step
+
+
+def idempotency_key() -> str:
+    """The running durable step's idempotency key (D6): pass it to payment APIs and
+    the like, so that a step executed again after a crash is not applied twice.
+
+    .. versionadded:: 1.0
+    """
+    return current_step().key
+
+
+class DurableRun:
+    """What a durable queue adds to a run: the journal records of its steps.
+
+    The engine calls it at each step transition (see ``_engine``); it encodes the
+    actions' states, writes through a :class:`RunRecorder`, and sets the step
+    context that :func:`current_step` reads.
+    """
+
+    __slots__ = ("claim", "journal", "mode", "names", "recorder", "registry", "run_id", "token")
+
+    def __init__(self, journal: Journal, registry: Registry, mode: str, run_id: str | None) -> None:
+        self.journal = journal
+        self.registry = registry
+        self.mode = mode
+        self.run_id = run_id or uuid.uuid4().hex
+        self.names: list[str] = []  # the registered name of each step's action
+        self.recorder: RunRecorder | None = None
+        self.claim = 0
+        self.token: Token[StepContext | None] | None = None
+
+    def check_add(self, action: object) -> None:
+        """D11: refuse, at add(), an action a journal could not record or rebuild."""
+        name = self.registry.name_of(action)
+        if name is None:
+            what = (
+                "a function"
+                if isinstance(action, FunctionAction)
+                else f"{type(action).__qualname__}, which is not registered"
+            )
+            msg = (
+                f"A durable queue records its actions by registered name, and this is "
+                f'{what}. Register the action class, e.g. @actionqueues.durable("name"), '
+                "so that recovery can rebuild it."
+            )
+            raise InvalidActionError(msg)
+        self.registry.encode(name, action)  # StateError now rather than mid-run
+        self.names.append(name)
+
+    def begin(
+        self, queue_name: str | None, actions: list[ActionLike], step_names: list[str]
+    ) -> None:
+        """Record the run and its steps, pending, before the first action runs."""
+        encode = self.registry.encode
+        steps = [
+            (name, step, encode(name, action))
+            for name, step, action in zip(self.names, step_names, actions, strict=True)
+        ]
+        self.journal.begin(self.run_id, queue_name, self.mode, steps)
+        self.recorder = RunRecorder(self.journal, self.run_id, self.claim)
+
+    def adopt(self, recorder: RunRecorder, names: list[str]) -> None:
+        """Continue a run claimed by recovery."""
+        self.recorder = recorder
+        self.run_id = recorder.run_id
+        self.claim = recorder.claim
+        self.names = names
+
+    def state(self, index: int, action: object) -> str:
+        return self.registry.encode(self.names[index], action)
+
+    def enter(self, index: int, name: str, phase: Phase, attempt: int) -> None:
+        """Set the step context for the call about to be made."""
+        step = StepContext(self.run_id, index, name, phase, attempt, self.claim)
+        if self.token is None:
+            self.token = _CURRENT.set(step)
+        else:
+            _CURRENT.set(step)
+
+    def leave(self) -> None:
+        """The phase is over: restore the caller's step context."""
+        if self.token is not None:
+            _CURRENT.reset(self.token)
+            self.token = None

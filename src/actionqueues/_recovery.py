@@ -1,0 +1,131 @@
+"""Recovery: claim interrupted runs and finish them (D5, D7, D8).
+
+A run is interrupted when it is unfinished (running, failed, or rolling back) and
+its lease has expired: its owner died, or dropped the queue without finishing. A
+recoverer claims such runs one at a time, atomically, so that two recoverers never
+take the same run, and then rolls back every step that is executing, executed or
+rolling back, latest first, the executing one included (its outcome is unknown), or,
+for a queue created with ``recovery="resume"`` that was still executing, executes it
+again from the step that was executing (which must therefore be idempotent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NamedTuple, cast
+
+from ._action import ActionLike
+from ._durable import Registry, StateError, registry
+from ._events import Listener
+from ._queue import ActionQueue
+from ._report import RunReport
+from .journal import Journal, LeaseLostError, RunRecorder, RunRow, StepRow
+
+# Step statuses that mean "execute was called": rolled back by recovery.
+_TO_UNDO = frozenset({"executing", "executed", "failed", "rolling_back"})
+
+
+class Recovered(NamedTuple):
+    """What recovery did with one interrupted run.
+
+    Attributes:
+        run_id: The run's id in the journal.
+        name: The queue's name.
+        outcome: ``rolled_back``, ``rollback_failed``, ``completed`` (resumed to the
+            end), ``skipped`` (left untouched: see ``problem``), or ``lost`` (another
+            recoverer took it over midway).
+        problem: Why a run was skipped or lost, else None.
+        report: The report of what recovery ran, or None when it ran nothing.
+        steps: The run's steps as the journal holds them afterwards.
+
+    .. versionadded:: 1.0
+    """
+
+    run_id: str
+    name: str | None
+    outcome: str
+    problem: str | None
+    report: RunReport | None
+    steps: list[StepRow]
+
+
+def recover(
+    journal: Journal,
+    *,
+    registry: Registry | None = None,
+    listeners: Iterable[Listener] = (),
+    limit: int | None = None,
+) -> list[Recovered]:
+    """Finish every interrupted run in ``journal``; one result per run claimed.
+
+    A run whose action names are not in ``registry``, or whose state cannot be read
+    back, is left untouched and reported as ``skipped`` (D8).
+
+    Args:
+        journal: Where the runs are.
+        registry: Where action names are looked up; the default registry if None.
+        listeners: Listeners for the recovered runs' events.
+        limit: Stop after this many runs.
+
+    .. versionadded:: 1.0
+    """
+    names = registry_or_default(registry)
+    listeners = list(listeners)
+    results: list[Recovered] = []
+    skipped: set[str] = set()
+    while limit is None or len(results) < limit:
+        row = journal.claim(exclude=skipped)
+        if row is None:
+            break
+        result = recover_run(journal, row, names, listeners)
+        if result.outcome == "skipped":
+            skipped.add(row.id)
+        results.append(result)
+    return results
+
+
+def registry_or_default(names: Registry | None) -> Registry:
+    return registry if names is None else names
+
+
+def recover_run(
+    journal: Journal, row: RunRow, names: Registry, listeners: list[Listener]
+) -> Recovered:
+    """Finish one run this journal has just claimed."""
+    loaded = journal.load(row.id)
+    steps = [] if loaded is None else loaded[1]
+    try:
+        actions = [names.decode(step.action, step.state) for step in steps]
+    except KeyError as exc:
+        problem = f"action name {exc.args[0]!r} is not registered; register it and recover again"
+        return Recovered(row.id, row.name, "skipped", problem, None, steps)
+    except StateError as exc:
+        return Recovered(row.id, row.name, "skipped", str(exc), None, steps)
+    queue = ActionQueue(name=row.name, listeners=listeners, journal=journal, registry=names)
+    for action, step in zip(actions, steps, strict=True):
+        queue.add(cast("ActionLike", action), name=step.name)
+    recorder = RunRecorder(journal, row.id, row.claims)
+    durable = queue._durable
+    assert durable is not None
+    durable.adopt(recorder, [step.action for step in steps])
+    undo = [step.index for step in steps if step.status in _TO_UNDO]
+    resume = row.mode == "resume" and row.status == "running"
+    try:
+        if resume:
+            done = 0
+            while done < len(steps) and steps[done].status == "executed":
+                done += 1
+            queue._resume(done)
+        else:
+            queue._undo(max(undo) + 1 if undo else 0)
+    except LeaseLostError as exc:
+        return Recovered(row.id, row.name, "lost", str(exc), queue.report, _steps(journal, row))
+    except Exception:  # noqa: S110 - a resumed step failed: run() rolled back; reported below
+        pass
+    report = queue.report
+    return Recovered(row.id, row.name, report.status.value, None, report, _steps(journal, row))
+
+
+def _steps(journal: Journal, row: RunRow) -> list[StepRow]:
+    loaded = journal.load(row.id)
+    return [] if loaded is None else loaded[1]

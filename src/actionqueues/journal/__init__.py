@@ -1,0 +1,29 @@
+"""Journals: where durable queues record their runs (SQLite now, PostgreSQL later)."""
+
+from ._base import (
+    FINISHED,
+    UNFINISHED,
+    Journal,
+    JournalError,
+    LeaseLostError,
+    RunRecorder,
+    RunRow,
+    StepChange,
+    StepRow,
+)
+from ._sqlite import SCHEMA_VERSION, SQLiteJournal, open_journal
+
+__all__ = [
+    "FINISHED",
+    "SCHEMA_VERSION",
+    "UNFINISHED",
+    "Journal",
+    "JournalError",
+    "LeaseLostError",
+    "RunRecorder",
+    "RunRow",
+    "SQLiteJournal",
+    "StepChange",
+    "StepRow",
+    "open_journal",
+]

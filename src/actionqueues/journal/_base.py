@@ -1,0 +1,258 @@
+"""The journal interface: what a durable queue writes, and what recovery reads.
+
+A backend (SQLite here; PostgreSQL later) implements :class:`Journal`. The engine
+never talks to it directly: a :class:`RunRecorder` turns the engine's step
+transitions into journal writes, folding a step's "executed" record into the next
+step's "executing" one, so that a run costs one commit per step.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import socket
+import threading
+import uuid
+import weakref
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+from .._errors import ActionQueueError
+
+#: Run statuses that mean "not finished": a run in one of these whose lease has
+#: expired has lost its owner and is recovered.
+UNFINISHED = ("running", "failed", "rolling_back")
+FINISHED = ("completed", "rolled_back", "rollback_failed")
+
+
+class JournalError(ActionQueueError):
+    """The journal cannot be opened, read or written (disk full, read-only, locked,
+    corrupt, or written by a newer actionqueues).
+
+    .. versionadded:: 1.0
+    """
+
+
+class LeaseLostError(JournalError):
+    """This process no longer owns the run: its lease expired and a recoverer claimed
+    it. The run stops here; the recoverer finishes it.
+
+    .. versionadded:: 1.0
+    """
+
+
+class RunRow(NamedTuple):
+    """A run as the journal holds it.
+
+    .. versionadded:: 1.0
+    """
+
+    id: str
+    name: str | None
+    status: str
+    mode: str  # "rollback" or "resume": what recovery does with it
+    owner: str | None
+    lease_until: float
+    claims: int
+    created: float
+    updated: float
+    error: str | None
+    steps: int
+
+
+class StepRow(NamedTuple):
+    """A step as the journal holds it.
+
+    .. versionadded:: 1.0
+    """
+
+    run_id: str
+    index: int  # type: ignore[assignment]  # shadows tuple.index, on purpose
+    action: str  # the registered name
+    name: str
+    state: str  # JSON
+    status: str
+    attempts: int
+    rollback_attempts: int
+    error: str | None
+    rollback_error: str | None
+    updated: float
+
+
+class StepChange(NamedTuple):
+    """One step's new status, and what else changed with it (None: unchanged)."""
+
+    index: int  # type: ignore[assignment]  # shadows tuple.index, on purpose
+    status: str
+    state: str | None = None
+    attempts: int | None = None
+    error: str | None = None
+
+
+def new_owner() -> str:
+    """An owner id: host, process, and a random part for this journal object."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Journal(abc.ABC):
+    """Where durable queues record their runs.
+
+    Args:
+        lease: Seconds a run stays owned without a heartbeat; a run whose owner
+            stopped renewing it for that long is recovered.
+
+    .. versionadded:: 1.0
+    """
+
+    def __init__(self, *, lease: float = 30.0) -> None:
+        if not isinstance(lease, int | float) or not 0 < lease < 86400:
+            msg = f"lease={lease!r}: the lease must be a number of seconds, more than 0."
+            raise JournalError(msg)
+        self.lease = float(lease)
+        self.owner = new_owner()
+        self._live: weakref.WeakSet[RunRecorder] = weakref.WeakSet()
+        self._heartbeat: threading.Thread | None = None
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+
+    # -- what a backend provides ----------------------------------------------------
+
+    @abc.abstractmethod
+    def begin(
+        self, run_id: str, name: str | None, mode: str, steps: Sequence[tuple[str, str, str]]
+    ) -> None:
+        """Record a new run, owned by this journal, and its steps (action name, step
+        name, JSON state), all pending; committed when this returns."""
+
+    @abc.abstractmethod
+    def record(
+        self,
+        run_id: str,
+        claim: int,
+        changes: Sequence[StepChange],
+        status: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Apply ``changes`` (and the run's new status) in one transaction, and renew
+        the lease.
+
+        Raises:
+            LeaseLostError: The run is no longer ours (``claim`` is not its latest).
+            JournalError: It could not be written.
+        """
+
+    @abc.abstractmethod
+    def renew(self, run_ids: Iterable[str]) -> None:
+        """Extend the leases of these runs (ours) by ``lease`` seconds from now."""
+
+    @abc.abstractmethod
+    def claim(self, exclude: Iterable[str] = ()) -> RunRow | None:
+        """Atomically take one unfinished run whose lease expired, or None."""
+
+    @abc.abstractmethod
+    def load(self, run_id: str) -> tuple[RunRow, list[StepRow]] | None:
+        """A run and its steps, or None if the journal has no such run."""
+
+    @abc.abstractmethod
+    def runs(
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        before: float | None = None,
+        limit: int | None = None,
+    ) -> list[RunRow]:
+        """Runs, newest first, filtered by status, name, and last update before."""
+
+    @abc.abstractmethod
+    def prune(self, before: float) -> int:
+        """Delete finished runs last updated before ``before``; how many."""
+
+    @abc.abstractmethod
+    def _close(self) -> None:
+        """Release the backend's resources."""
+
+    # -- shared ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the heartbeat and release the journal."""
+        self._closed.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join()
+        self._close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _watch(self, recorder: RunRecorder) -> None:
+        """Keep ``recorder``'s run leased while the recorder lives and is unfinished."""
+        with self._lock:
+            self._live.add(recorder)
+            if self._heartbeat is None:
+                self._heartbeat = threading.Thread(
+                    target=self._beat, name="actionqueues-heartbeat", daemon=True
+                )
+                self._heartbeat.start()
+
+    def _beat(self) -> None:
+        # Renew well before expiry; a queue object that is dropped unfinished stops
+        # being renewed (the WeakSet forgets it) and is recovered like a crashed one.
+        while not self._closed.wait(self.lease / 3):
+            ids = [r.run_id for r in list(self._live) if not r.finished]
+            if ids:
+                try:
+                    self.renew(ids)
+                except JournalError:  # a full or locked disk: try again next beat
+                    continue
+
+
+class RunRecorder:
+    """Turns a run's step transitions into journal writes (D1-D4).
+
+    Before a step's first call its "executing" record is committed (D1); its
+    "executed" record, with the state after (D2), is committed together with the
+    next write: the next step's "executing" record or the run's outcome. Rollback
+    likewise (D3, D4).
+    """
+
+    __slots__ = ("__weakref__", "claim", "finished", "journal", "pending", "run_id")
+
+    def __init__(self, journal: Journal, run_id: str, claim: int = 0) -> None:
+        self.journal = journal
+        self.run_id = run_id
+        self.claim = claim
+        self.pending: StepChange | None = None
+        self.finished = False
+        journal._watch(self)
+
+    def _write(
+        self, change: StepChange | None, status: str | None = None, error: str | None = None
+    ) -> None:
+        changes = [c for c in (self.pending, change) if c is not None]
+        self.journal.record(self.run_id, self.claim, changes, status, error)
+        self.pending = None
+
+    def step_started(
+        self, index: int, status: str, state: str, run_status: str | None = None
+    ) -> None:
+        """Commit that step ``index`` is executing (or rolling back), before its call."""
+        self._write(StepChange(index, status, state), run_status)
+
+    def step_done(self, index: int, status: str, state: str | None, attempts: int) -> None:
+        """Step ``index`` returned: recorded with the next write."""
+        self.pending = StepChange(index, status, state, attempts)
+
+    def step_failed(
+        self, index: int, status: str, state: str | None, attempts: int, error: str
+    ) -> None:
+        """Step ``index`` failed for good: recorded with the next write."""
+        self.pending = StepChange(index, status, state, attempts, error)
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        """Commit the run's outcome (with any pending step record)."""
+        self._write(None, status, error)
+        if status in FINISHED:
+            self.finished = True

@@ -1,0 +1,349 @@
+"""The SQLite journal: the embedded default (stdlib ``sqlite3``, WAL).
+
+By default the journal survives a process crash (WAL with ``synchronous=NORMAL``);
+``durability="full"`` makes it survive power loss too (``synchronous=FULL``) (D9).
+The file is created readable and writable by its owner only. Every statement is
+parameterised; the only SQL text chosen at run time is picked from constants.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Final, Literal
+
+from ._base import (
+    FINISHED,
+    UNFINISHED,
+    Journal,
+    JournalError,
+    LeaseLostError,
+    RunRow,
+    StepChange,
+    StepRow,
+)
+
+SCHEMA_VERSION: Final = 1
+
+# Migrations: the statements that take a journal from version n - 1 to n.
+_MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
+    1: (
+        """CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            name TEXT,
+            status TEXT NOT NULL,
+            mode TEXT NOT NULL,
+            owner TEXT,
+            lease_until REAL NOT NULL,
+            claims INTEGER NOT NULL DEFAULT 0,
+            created REAL NOT NULL,
+            updated REAL NOT NULL,
+            error TEXT,
+            steps INTEGER NOT NULL
+        )""",
+        "CREATE INDEX runs_unfinished ON runs (status, lease_until)",
+        "CREATE INDEX runs_updated ON runs (updated)",
+        """CREATE TABLE steps (
+            run_id TEXT NOT NULL REFERENCES runs (id),
+            idx INTEGER NOT NULL,
+            action TEXT NOT NULL,
+            name TEXT NOT NULL,
+            state TEXT NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            rollback_attempts INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            rollback_error TEXT,
+            updated REAL NOT NULL,
+            PRIMARY KEY (run_id, idx)
+        ) WITHOUT ROWID""",
+    ),
+}
+
+_RUN_COLUMNS: Final = (
+    "id, name, status, mode, owner, lease_until, claims, created, updated, error, steps"
+)
+_STEP_COLUMNS: Final = (
+    "run_id, idx, action, name, state, status, attempts, rollback_attempts, error, "
+    "rollback_error, updated"
+)
+_EXECUTE_UPDATE: Final = (
+    "UPDATE steps SET status = ?, state = COALESCE(?, state), "
+    "attempts = COALESCE(?, attempts), error = COALESCE(?, error), updated = ? "
+    "WHERE run_id = ? AND idx = ?"
+)
+_ROLLBACK_UPDATE: Final = (
+    "UPDATE steps SET status = ?, state = COALESCE(?, state), "
+    "rollback_attempts = COALESCE(?, rollback_attempts), "
+    "rollback_error = COALESCE(?, rollback_error), updated = ? "
+    "WHERE run_id = ? AND idx = ?"
+)
+_ROLLBACK_STATUSES: Final = frozenset({"rolling_back", "rolled_back", "rollback_failed"})
+_UNFINISHED_SQL: Final = "status IN (" + ", ".join(f"'{s}'" for s in UNFINISHED) + ")"
+_FINISHED_SQL: Final = "status IN (" + ", ".join(f"'{s}'" for s in FINISHED) + ")"
+
+
+class SQLiteJournal(Journal):
+    """A journal in one SQLite file.
+
+    Args:
+        path: The journal file; created (mode 0600) if missing.
+        durability: ``"process"`` (the default: WAL, ``synchronous=NORMAL``; survives
+            a crash of the process) or ``"power"`` (``synchronous=FULL``; survives
+            power loss too, at the cost of an fsync per commit).
+        lease: Seconds a run stays owned without a heartbeat.
+        busy_timeout: Seconds to wait for another writer before failing.
+
+    Raises:
+        JournalError: The file cannot be created or opened, is not a journal, or was
+            written by a newer actionqueues.
+
+    .. versionadded:: 1.0
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        durability: Literal["process", "power"] = "process",
+        lease: float = 30.0,
+        busy_timeout: float = 5.0,
+    ) -> None:
+        super().__init__(lease=lease)
+        if durability not in ("process", "power"):
+            msg = f"durability={durability!r}: choose 'process' (the default) or 'power'."
+            raise JournalError(msg)
+        self.path = Path(path)
+        self.durability = durability
+        self._busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._create_file()
+        with self._transaction() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                msg = (
+                    f"The journal {self.path} has schema version {version}, newer than "
+                    f"this actionqueues understands ({SCHEMA_VERSION}). Upgrade actionqueues."
+                )
+                raise JournalError(msg)
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[step]:
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {step:d}")
+
+    def __repr__(self) -> str:
+        return f"SQLiteJournal({str(self.path)!r}, durability={self.durability!r})"
+
+    # -- connections ----------------------------------------------------------------
+
+    def _create_file(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            return
+        except OSError as exc:
+            msg = f"Cannot create the journal {self.path}: {exc.strerror}."
+            raise JournalError(msg) from exc
+        os.close(fd)
+
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is not None:
+            return db
+        try:
+            # One connection per thread; close() may run in another thread, hence
+            # check_same_thread=False (never used by two threads at once).
+            db = sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            db.execute("PRAGMA journal_mode = WAL")
+            sync = "FULL" if self.durability == "power" else "NORMAL"
+            db.execute(f"PRAGMA synchronous = {sync}")
+        except sqlite3.Error as exc:
+            msg = f"Cannot open the journal {self.path}: {exc}."
+            raise JournalError(msg) from exc
+        self._local.db = db
+        with self._lock:
+            self._connections.append(db)
+        return db
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            msg = f"The journal {self.path} cannot be written: {exc}."
+            raise JournalError(msg) from exc
+
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        try:
+            return self._db().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            msg = f"The journal {self.path} cannot be read: {exc}."
+            raise JournalError(msg) from exc
+
+    def _close(self) -> None:
+        with self._lock:
+            for db in self._connections:
+                db.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # -- writes ---------------------------------------------------------------------
+
+    def begin(
+        self, run_id: str, name: str | None, mode: str, steps: Sequence[tuple[str, str, str]]
+    ) -> None:
+        now = time.time()
+        with self._transaction() as db:
+            db.execute(
+                f"INSERT INTO runs ({_RUN_COLUMNS}) "
+                "VALUES (?, ?, 'running', ?, ?, ?, 0, ?, ?, NULL, ?)",
+                (run_id, name, mode, self.owner, now + self.lease, now, now, len(steps)),
+            )
+            db.executemany(
+                f"INSERT INTO steps ({_STEP_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, 'pending', 0, 0, NULL, NULL, ?)",
+                [
+                    (run_id, i, action, step, state, now)
+                    for i, (action, step, state) in enumerate(steps)
+                ],
+            )
+
+    def record(
+        self,
+        run_id: str,
+        claim: int,
+        changes: Sequence[StepChange],
+        status: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        now = time.time()
+        with self._transaction() as db:
+            owned = db.execute(
+                "UPDATE runs SET updated = ?, lease_until = ?, status = COALESCE(?, status), "
+                "error = COALESCE(?, error) WHERE id = ? AND owner = ? AND claims = ?",
+                (now, now + self.lease, status, error, run_id, self.owner, claim),
+            ).rowcount
+            if owned != 1:
+                msg = (
+                    f"Run {run_id} is no longer owned by this process ({self.owner}): its "
+                    "lease expired and a recoverer claimed it. It stops here; the "
+                    "recoverer finishes it."
+                )
+                raise LeaseLostError(msg)
+            for c in changes:
+                sql = _ROLLBACK_UPDATE if c.status in _ROLLBACK_STATUSES else _EXECUTE_UPDATE
+                db.execute(sql, (c.status, c.state, c.attempts, c.error, now, run_id, c.index))
+
+    def renew(self, run_ids: Iterable[str]) -> None:
+        ids = list(run_ids)
+        now = time.time()
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE runs SET lease_until = ? WHERE id = ? AND owner = ?",
+                [(now + self.lease, run_id, self.owner) for run_id in ids],
+            )
+
+    def claim(self, exclude: Iterable[str] = ()) -> RunRow | None:
+        skip = list(exclude)
+        not_in = f" AND id NOT IN ({', '.join('?' * len(skip))})" if skip else ""
+        now = time.time()
+        with self._transaction() as db:
+            found = db.execute(
+                f"SELECT id FROM runs WHERE {_UNFINISHED_SQL} AND lease_until < ?{not_in} "
+                "ORDER BY updated LIMIT 1",
+                (now, *skip),
+            ).fetchone()
+            if found is None:
+                return None
+            row = db.execute(
+                "UPDATE runs SET owner = ?, lease_until = ?, claims = claims + 1 "
+                f"WHERE id = ? RETURNING {_RUN_COLUMNS}",
+                (self.owner, now + self.lease, found[0]),
+            ).fetchone()
+        return RunRow(*row)
+
+    def prune(self, before: float) -> int:
+        with self._transaction() as db:
+            ids = [
+                r[0]
+                for r in db.execute(
+                    f"SELECT id FROM runs WHERE {_FINISHED_SQL} AND updated < ?", (before,)
+                )
+            ]
+            db.executemany("DELETE FROM steps WHERE run_id = ?", [(i,) for i in ids])
+            db.executemany("DELETE FROM runs WHERE id = ?", [(i,) for i in ids])
+        return len(ids)
+
+    # -- reads ----------------------------------------------------------------------
+
+    def load(self, run_id: str) -> tuple[RunRow, list[StepRow]] | None:
+        runs = self._read(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+        if not runs:
+            return None
+        steps = self._read(
+            f"SELECT {_STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY idx", (run_id,)
+        )
+        return RunRow(*runs[0]), [StepRow(*s) for s in steps]  # type: ignore[arg-type]
+
+    def runs(
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        before: float | None = None,
+        limit: int | None = None,
+    ) -> list[RunRow]:
+        where, params = ["1 = 1"], []  # type: list[str], list[object]
+        if status == "interrupted":
+            where.append(f"{_UNFINISHED_SQL} AND lease_until < ?")
+            params.append(time.time())
+        elif status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if name is not None:
+            where.append("name = ?")
+            params.append(name)
+        if before is not None:
+            where.append("updated < ?")
+            params.append(before)
+        params.append(-1 if limit is None else limit)
+        rows = self._read(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE {' AND '.join(where)} "
+            "ORDER BY created DESC LIMIT ?",
+            params,
+        )
+        return [RunRow(*r) for r in rows]  # type: ignore[arg-type]
+
+
+def open_journal(url: str | os.PathLike[str], **options: object) -> Journal:
+    """A journal from a path or a URL: ``sqlite:///relative.db``,
+    ``sqlite:////absolute.db``, or a plain file path.
+
+    .. versionadded:: 1.0
+    """
+    text = os.fspath(url)
+    if text.startswith("sqlite:///"):
+        text = text[len("sqlite:///") :]
+    elif "://" in text:
+        scheme = text.split("://", 1)[0]
+        msg = f"Unsupported journal URL scheme {scheme!r}; use a file path or a sqlite:/// URL."
+        raise JournalError(msg)
+    return SQLiteJournal(text, **options)  # type: ignore[arg-type]

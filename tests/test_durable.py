@@ -1,0 +1,480 @@
+"""Durable queues in one process: D1-D4, D6, D8-D11 against a real SQLite journal."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sqlite3
+import stat
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from durable_actions import Write, registry, system
+
+import actionqueues
+from actionqueues import (
+    ActionQueue,
+    InvalidActionError,
+    InvalidArgumentError,
+    JournalError,
+    LeaseLostError,
+    Registry,
+    SQLiteJournal,
+    StateError,
+    open_journal,
+    recover,
+)
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> SQLiteJournal:
+    """A fresh journal with a short lease."""
+    j = SQLiteJournal(tmp_path / "journal.db", lease=0.3)
+    yield j
+    j.close()
+
+
+@pytest.fixture
+def sysdb(tmp_path: Path) -> str:
+    """An external system's database file."""
+    path = str(tmp_path / "system.db")
+    system(path).close()
+    return path
+
+
+def effects(path: str) -> list[str]:
+    with sqlite3.connect(path) as db:
+        return [r[0] for r in db.execute("SELECT value FROM effects ORDER BY value")]
+
+
+def peek(journal: SQLiteJournal, run_id: str) -> list[tuple[str, dict[str, object]]]:
+    """The steps' statuses and states, read through another connection."""
+    with sqlite3.connect(journal.path) as db:
+        return [
+            (status, json.loads(state))
+            for status, state in db.execute(
+                "SELECT status, state FROM steps WHERE run_id = ? ORDER BY idx", (run_id,)
+            )
+        ]
+
+
+def test_a_completed_run_is_recorded(journal: SQLiteJournal, sysdb: str) -> None:
+    """D2, D4: each step executed with its state after; the run completed."""
+    q = ActionQueue(name="signup", journal=journal, registry=registry)
+    q.add(Write(sysdb, "a"))
+    q.add(Write(sysdb, "b"))
+    report = q.run()
+    assert report.ok
+    [run] = journal.runs()
+    assert ("signup", "completed", 2, 0) == (run.name, run.status, run.steps, run.claims)
+    steps = peek(journal, run.id)
+    assert ["executed", "executed"] == [s for s, _ in steps]
+    assert [f"{run.id}/0", f"{run.id}/1"] == [state["key"] for _, state in steps]
+    assert ["a", "b"] == effects(sysdb)
+
+
+def test_executing_is_committed_before_the_call(journal: SQLiteJournal, sysdb: str) -> None:
+    """D1/D2: inside execute, the journal already says executing, with the state before."""
+    seen: list[object] = []
+
+    @dataclasses.dataclass
+    class Peek:
+        value: int = 0
+
+        def execute(self) -> None:
+            step = actionqueues.current_step()
+            seen.append(peek(journal, step.run_id)[step.index])
+            self.value = 42
+
+        def rollback(self) -> None:
+            step = actionqueues.current_step()
+            seen.append(peek(journal, step.run_id)[step.index])
+
+    names = Registry()
+    names.register("peek", Peek)
+    q = ActionQueue(journal=journal, registry=names)
+    q.add(Peek())
+    q.add(Peek())
+    q.execute()
+    q.rollback()
+    assert [
+        ("executing", {"value": 0}),
+        ("executing", {"value": 0}),
+        ("rolling_back", {"value": 42}),
+        ("rolling_back", {"value": 42}),
+    ] == seen
+    [run] = journal.runs()
+    assert "rolled_back" == run.status
+    assert ["rolled_back"] * 2 == [s for s, _ in peek(journal, run.id)]
+
+
+def test_a_failed_run_records_the_failure_and_rollback(journal: SQLiteJournal, sysdb: str) -> None:
+    """D3, D4: a failing step is recorded failed, then every step rolled back."""
+    q = ActionQueue(journal=journal, registry=registry)
+    q.add(Write(sysdb, "a"))
+    q.add(Write(sysdb, "b", fail=True))
+    with pytest.raises(RuntimeError, match="b failed"):
+        q.run()
+    [run] = journal.runs()
+    assert "rolled_back" == run.status
+    assert "RuntimeError('b failed')" == run.error
+    loaded = journal.load(run.id)
+    assert loaded is not None
+    assert [("rolled_back", 1, 1), ("rolled_back", 1, 1)] == [
+        (s.status, s.attempts, s.rollback_attempts) for s in loaded[1]
+    ]
+    assert "RuntimeError('b failed')" == loaded[1][1].error
+    assert [] == effects(sysdb)
+
+
+def test_idempotency_key_is_stable_across_retries(journal: SQLiteJournal) -> None:
+    """D6: retries of a step see the same key; another step another key."""
+    keys: list[str] = []
+
+    @dataclasses.dataclass
+    class Flaky:
+        calls: int = 0
+
+        def execute(self) -> None:
+            keys.append(actionqueues.idempotency_key())
+            self.calls += 1
+            if self.calls < 3:
+                raise actionqueues.ActionRetryException()
+
+        def rollback(self) -> None:
+            keys.append(actionqueues.idempotency_key())
+
+    names = Registry()
+    names.register("flaky", Flaky)
+    q = ActionQueue(journal=journal, registry=names)
+    q.add(Flaky())
+    q.execute()
+    q.rollback()
+    assert 1 == len(set(keys))
+    assert 4 == len(keys)
+    with pytest.raises(LookupError, match="only available inside"):
+        actionqueues.idempotency_key()
+
+
+def test_unregistered_functions_and_non_json_state_are_refused_at_add(
+    journal: SQLiteJournal, sysdb: str
+) -> None:
+    """D11: a durable queue refuses, at add(), what it could not record or rebuild."""
+    q = ActionQueue(journal=journal, registry=registry)
+    with pytest.raises(InvalidActionError, match="this is a function"):
+        q.add(lambda: None)
+    with pytest.raises(InvalidActionError, match="Action, which is not registered"):
+        q.add(actionqueues.Action())
+    bad = Write(sysdb, "x")
+    bad.value = {1, 2}  # type: ignore[assignment]
+    with pytest.raises(StateError, match=r"'test.write' .* is not JSON"):
+        q.add(bad)
+    assert [] == journal.runs()
+
+
+def test_bad_durable_arguments(journal: SQLiteJournal) -> None:
+    """Bad input: journal, registry, recovery and run_id are checked."""
+    with pytest.raises(InvalidArgumentError, match="not a journal"):
+        ActionQueue(journal="runs.db")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match=r"not an actionqueues.Registry"):
+        ActionQueue(journal=journal, registry={})  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match=r"rolled back .* or resumed"):
+        ActionQueue(journal=journal, recovery="retry")
+    with pytest.raises(InvalidArgumentError, match="non-empty string"):
+        ActionQueue(journal=journal, run_id="")
+    with pytest.raises(JournalError, match="more than 0"):
+        SQLiteJournal(journal.path, lease=0)
+    with pytest.raises(JournalError, match=r"'process' .* or 'power'"):
+        SQLiteJournal(journal.path, durability="disk")  # type: ignore[arg-type]
+
+
+def test_registry_rules() -> None:
+    """D8: names are unique and stable; only action classes register."""
+    names = Registry()
+    names.register("a", Write)
+    names.register("a", Write)  # the same class again is fine
+    with pytest.raises(InvalidActionError, match="already registered"):
+        names.register("a", actionqueues.Action)
+    with pytest.raises(InvalidActionError, match="needs a class with execute"):
+        names.register("b", int)
+    with pytest.raises(InvalidActionError, match="non-empty string"):
+        names.register("", Write)
+    assert ["a"] == names.names()
+
+
+def test_custom_state_hooks(journal: SQLiteJournal) -> None:
+    """D8: to_state()/from_state() and encode=/decode= replace the default encoding."""
+
+    class Money:
+        def __init__(self, cents: int) -> None:
+            self.cents = cents
+
+        def execute(self) -> None:
+            pass
+
+        def rollback(self) -> None:
+            pass
+
+        def to_state(self) -> list[int]:
+            return [self.cents]
+
+        @classmethod
+        def from_state(cls, state: list[int]) -> Money:
+            return cls(state[0])
+
+    names = Registry()
+    names.register("money", Money)
+    assert "[250]" == names.encode("money", Money(250))
+    assert 250 == names.decode("money", "[250]").cents  # type: ignore[attr-defined]
+    names.register("plain", actionqueues.Action, encode=lambda a: "x", decode=lambda s: 1)
+    assert '"x"' == names.encode("plain", actionqueues.Action())
+    with pytest.raises(StateError, match="cannot rebuild"):
+        names.decode("money", "{}")
+
+
+def test_journal_file_is_private_and_versioned(tmp_path: Path) -> None:
+    """The journal file is created 0600; a newer schema is refused clearly."""
+    path = tmp_path / "j.db"
+    SQLiteJournal(path).close()
+    assert 0o600 == stat.S_IMODE(os.stat(path).st_mode)
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version = 99")
+    with pytest.raises(JournalError, match="schema version 99, newer"):
+        SQLiteJournal(path)
+    not_a_db = tmp_path / "notes.txt"
+    not_a_db.write_text("hello, this is not a database, and it is long enough to matter")
+    with pytest.raises(JournalError, match="not a database"):
+        SQLiteJournal(not_a_db)
+
+
+def test_durability_setting_reaches_sqlite(tmp_path: Path) -> None:
+    """D9: WAL with synchronous NORMAL by default, FULL on request."""
+    for durability, expected in (("process", 1), ("power", 2)):
+        j = SQLiteJournal(tmp_path / f"{durability}.db", durability=durability)  # type: ignore[arg-type]
+        db = j._db()
+        assert "wal" == db.execute("PRAGMA journal_mode").fetchone()[0]
+        assert expected == db.execute("PRAGMA synchronous").fetchone()[0]
+        j.close()
+
+
+def test_unwritable_journal_stops_before_the_side_effect(
+    journal: SQLiteJournal, sysdb: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """D10: a journal that cannot be written raises before the step's side effect."""
+
+    def read_only_after_a(event: actionqueues.Event) -> None:
+        if isinstance(event, actionqueues.StepSucceeded):
+            journal._db().execute("PRAGMA query_only = 1")
+
+    q = ActionQueue(journal=journal, registry=registry, listeners=[read_only_after_a])
+    q.add(Write(sysdb, "a"))
+    q.add(Write(sysdb, "b"))
+    with (
+        caplog.at_level(logging.ERROR, logger="actionqueues"),
+        pytest.raises(JournalError, match="cannot be written: attempt to write a readonly"),
+    ):
+        q.run()
+    # b's execute never ran; a ran and was rolled back although nothing could be
+    # recorded: the compensation matters more than its record.
+    assert [] == effects(sysdb)
+    assert (1, 1) == (q.report.steps[0].attempts, q.report.steps[0].rollback_attempts)
+    assert "rolling back step 1 without a journal record" in caplog.text
+    journal._db().execute("PRAGMA query_only = 0")
+
+
+def test_a_full_disk_is_a_clear_error(tmp_path: Path, sysdb: str) -> None:
+    """D10: SQLITE_FULL ("database or disk is full") stops the run before the call."""
+    j = SQLiteJournal(tmp_path / "full.db")
+    db = j._db()
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count = {pages}")
+    q = ActionQueue(journal=j, registry=registry)
+    for i in range(50):
+        q.add(Write(sysdb, f"{i:02d}" + "x" * 2000))
+    with pytest.raises(JournalError, match="full"):
+        q.run()
+    assert [] == effects(sysdb)
+    j.close()
+
+
+def test_a_locked_journal_is_a_clear_error(tmp_path: Path, sysdb: str) -> None:
+    """D10: another writer holding the lock past busy_timeout gives a clear error."""
+    j = SQLiteJournal(tmp_path / "locked.db", busy_timeout=0.1)
+    holder = sqlite3.connect(j.path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    q = ActionQueue(journal=j, registry=registry)
+    q.add(Write(sysdb, "a"))
+    with pytest.raises(JournalError, match="locked"):
+        q.run()
+    holder.execute("ROLLBACK")
+    holder.close()
+    assert [] == effects(sysdb)
+    j.close()
+
+
+def test_recovery_rolls_back_an_abandoned_run(journal: SQLiteJournal, sysdb: str) -> None:
+    """D5, D7: a failed run its owner dropped is rolled back once the lease expires."""
+    q = ActionQueue(journal=journal, registry=registry)
+    q.add(Write(sysdb, "a"))
+    q.add(Write(sysdb, "b", fail=True))
+    with pytest.raises(RuntimeError):
+        q.execute()  # 0.8.2 style, and then the caller forgets rollback()
+    [run] = journal.runs()
+    assert [] == recover(journal, registry=registry)  # the lease is still held
+    del q
+    time.sleep(0.4)
+    [result] = recover(journal, registry=registry)
+    assert (run.id, "rolled_back", None) == (result.run_id, result.outcome, result.problem)
+    assert ["rolled_back", "rolled_back"] == [s.status for s in result.steps]
+    assert [] == effects(sysdb)
+    assert 1 == journal.load(run.id)[0].claims  # type: ignore[index]
+    assert [] == recover(journal, registry=registry)
+
+
+def test_heartbeat_keeps_a_long_step_owned(journal: SQLiteJournal) -> None:
+    """D7: while a step runs longer than the lease, the owner keeps the run."""
+    stolen: list[object] = []
+
+    @dataclasses.dataclass
+    class Slow:
+        def execute(self) -> None:
+            time.sleep(1.0)  # more than three leases
+            stolen.extend(recover(journal, registry=names))
+
+        def rollback(self) -> None:
+            pass
+
+    names = Registry()
+    names.register("slow", Slow)
+    q = ActionQueue(journal=journal, registry=names)
+    q.add(Slow())
+    q.run()
+    assert [] == stolen
+    assert "completed" == journal.runs()[0].status
+
+
+def test_a_run_taken_over_stops_with_lease_lost(tmp_path: Path, sysdb: str) -> None:
+    """D7: if a recoverer claimed the run, the old owner's next write fails."""
+    path = tmp_path / "j.db"
+    owner, thief = SQLiteJournal(path, lease=0.2), SQLiteJournal(path, lease=5)
+    owner._beat = lambda: None  # type: ignore[method-assign]  # a frozen owner
+    q = ActionQueue(journal=owner, registry=registry)
+
+    @dataclasses.dataclass
+    class Pause:
+        def execute(self) -> None:
+            time.sleep(0.3)
+            assert thief.claim() is not None
+
+        def rollback(self) -> None:
+            pass
+
+    registry.register("test.pause", Pause)
+    q.add(Pause())
+    q.add(Write(sysdb, "never"))
+    with pytest.raises(LeaseLostError, match="no longer owned"):
+        q.execute()
+    assert [] == effects(sysdb)
+    owner.close()
+    thief.close()
+
+
+def test_unknown_names_and_corrupt_state_are_left_untouched(
+    journal: SQLiteJournal, sysdb: str
+) -> None:
+    """D8: recovery reports and skips runs it cannot rebuild; nothing is rewritten."""
+    for _ in range(2):
+        q = ActionQueue(journal=journal, registry=registry)
+        q.add(Write(sysdb, "a", fail=True))
+        with pytest.raises(RuntimeError):
+            q.execute()
+        del q
+    first, second = (r.id for r in journal.runs())
+    with sqlite3.connect(journal.path) as db:
+        db.execute("UPDATE steps SET action = 'gone' WHERE run_id = ?", (first,))
+        db.execute("UPDATE steps SET state = '{not json' WHERE run_id = ?", (second,))
+    before = {r: journal.load(r)[1] for r in (first, second)}  # type: ignore[index]
+    time.sleep(0.4)
+    results = {r.run_id: r for r in recover(journal, registry=registry)}
+    assert "skipped" == results[first].outcome
+    assert "'gone' is not registered" in (results[first].problem or "")
+    assert "skipped" == results[second].outcome
+    assert "cannot rebuild" in (results[second].problem or "")
+    assert before == {r: journal.load(r)[1] for r in (first, second)}  # type: ignore[index]
+
+
+def test_resume_mode_completes_an_interrupted_run(journal: SQLiteJournal, sysdb: str) -> None:
+    """D5: recovery="resume" executes the rest, the executing step again."""
+    q = ActionQueue(journal=journal, registry=registry, recovery="resume")
+    q.add(Write(sysdb, "a"))
+    q.add(Write(sysdb, "b"))
+    q.add(Write(sysdb, "c"))
+    durable = q._durable
+    q._begin_execute()
+    q._step_started(0, actionqueues.Phase.EXECUTE, 1)
+    durable.recorder.step_done(0, "executed", durable.state(0, q._actions[0]), 1)  # type: ignore[union-attr]
+    q._step_started(1, actionqueues.Phase.EXECUTE, 1)
+    durable.leave()  # type: ignore[union-attr]
+    del q, durable
+    time.sleep(0.4)
+    [result] = recover(journal, registry=registry)
+    assert "completed" == result.outcome
+    assert ["executed"] * 3 == [s.status for s in result.steps]
+    assert ["b", "c"] == effects(sysdb)  # a's side effect was never made in this test
+
+
+def test_runs_listing_and_prune(journal: SQLiteJournal, sysdb: str) -> None:
+    """Finished runs are listed, filtered, and pruned by age; unfinished ones stay."""
+    for name in ("x", "y"):
+        q = ActionQueue(name=name, journal=journal, registry=registry)
+        q.add(Write(sysdb, name))
+        q.run()
+    live = ActionQueue(name="live", journal=journal, registry=registry)
+    live.add(Write(sysdb, "z", fail=True))
+    with pytest.raises(RuntimeError):
+        live.execute()
+    assert ["live", "y", "x"] == [r.name for r in journal.runs()]
+    assert ["x"] == [r.name for r in journal.runs(name="x")]
+    assert ["live"] == [r.name for r in journal.runs(status="failed")]
+    assert 1 == len(journal.runs(limit=1))
+    assert [] == journal.runs(status="interrupted")
+    assert 2 == journal.prune(before=time.time() + 1)
+    assert ["live"] == [r.name for r in journal.runs()]
+    assert journal.load("nope") is None
+
+
+def test_open_journal_urls(tmp_path: Path) -> None:
+    """A path or a sqlite:/// URL opens the SQLite journal; other schemes are refused."""
+    os.chdir(tmp_path)
+    j = open_journal("sqlite:///rel.db")
+    assert Path("rel.db").exists()
+    j.close()
+    open_journal(tmp_path / "p.db").close()
+    with pytest.raises(JournalError, match="Unsupported journal URL scheme 'mysql'"):
+        open_journal("mysql://x")
+
+
+def test_many_threads_share_one_journal(journal: SQLiteJournal, sysdb: str) -> None:
+    """Queues in several threads write one journal through their own connections."""
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for k in range(5):
+                q = ActionQueue(journal=journal, registry=registry)
+                q.add(Write(sysdb, f"{n}-{k}"))
+                q.run()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [] == errors
+    assert 20 == len(journal.runs(status="completed"))
