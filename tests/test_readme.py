@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -30,9 +32,15 @@ def python_blocks() -> list[tuple[int, str, str | None]]:
 
 
 def run_block(code: str) -> str:
+    """Run a block as a module of its own (dataclasses look their module up)."""
     out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile(code, str(README), "exec"), {"__name__": "readme"})  # noqa: S102
+    module = types.ModuleType("readme_block")
+    sys.modules[module.__name__] = module
+    try:
+        with contextlib.redirect_stdout(out):
+            exec(compile(code, str(README), "exec"), module.__dict__)  # noqa: S102
+    finally:
+        del sys.modules[module.__name__]
     return out.getvalue()
 
 
@@ -49,7 +57,7 @@ def test_readme_opens_with_the_two_setup_commands() -> None:
     lang, code = blocks()[0]
     assert "sh" == lang
     install, tests = code.strip().splitlines()
-    assert install.endswith("examples/signup.py")
+    assert install.endswith("actionqueues demo")
     assert tests.endswith("-m pytest")
     ci = (README.parent / ".ci" / "run").read_text()
     assert "README.md" in ci

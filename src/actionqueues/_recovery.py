@@ -78,8 +78,9 @@ def recover(
         if row is None:
             break
         result = recover_run(journal, row, names, listeners)
-        if result.outcome == "skipped":
+        if result.outcome == "skipped":  # untouched, and free for a better-equipped recoverer
             skipped.add(row.id)
+            journal.release(row.id)
         results.append(result)
     return results
 

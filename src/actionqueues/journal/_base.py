@@ -150,6 +150,10 @@ class Journal(abc.ABC):
         """Atomically take one unfinished run whose lease expired, or None."""
 
     @abc.abstractmethod
+    def release(self, run_id: str) -> None:
+        """Give up our claim on a run, leaving it for another recoverer at once."""
+
+    @abc.abstractmethod
     def load(self, run_id: str) -> tuple[RunRow, list[StepRow]] | None:
         """A run and its steps, or None if the journal has no such run."""
 

@@ -280,6 +280,12 @@ class SQLiteJournal(Journal):
             ).fetchone()
         return RunRow(*row)
 
+    def release(self, run_id: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE runs SET lease_until = 0 WHERE id = ? AND owner = ?", (run_id, self.owner)
+            )
+
     def prune(self, before: float) -> int:
         with self._transaction() as db:
             ids = [

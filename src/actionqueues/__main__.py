@@ -1,0 +1,7 @@
+"""``python -m actionqueues``: the same as the ``actionqueues`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
