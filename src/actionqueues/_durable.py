@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, TypeVar
 from ._action import ActionLike, FunctionAction
 from ._errors import ActionQueueError, InvalidActionError
 from ._report import Phase
-from .journal import Journal, RunRecorder
+from .journal import Journal, NewRun, RunRecorder
 
 T = TypeVar("T", bound=type)
 
@@ -37,11 +37,20 @@ class _Entry(NamedTuple):
     decode: Callable[[JSONState], Any]
 
 
+# One encoder for every state: json.dumps() with options builds a new one per call.
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), sort_keys=True)
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def _default_encode(action: object) -> JSONState:
     if hasattr(action, "to_state"):
         return action.to_state()
-    if dataclasses.is_dataclass(action) and not isinstance(action, type):
-        return {f.name: getattr(action, f.name) for f in dataclasses.fields(action)}
+    cls = type(action)
+    names = _FIELDS.get(cls)
+    if names is None and dataclasses.is_dataclass(cls):
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    if names is not None:
+        return {name: getattr(action, name) for name in names}
     try:
         return dict(vars(action))
     except TypeError:
@@ -145,7 +154,7 @@ class Registry:
         """
         state = self._by_name[name].encode(action)
         try:
-            return json.dumps(state, allow_nan=False, separators=(",", ":"), sort_keys=True)
+            return _ENCODER.encode(state)
         except (TypeError, ValueError) as exc:
             msg = (
                 f"The state of the durable action {name!r} ({type(action).__qualname__}) "
@@ -256,7 +265,17 @@ class DurableRun:
     context that :func:`current_step` reads.
     """
 
-    __slots__ = ("claim", "journal", "mode", "names", "recorder", "registry", "run_id", "token")
+    __slots__ = (
+        "claim",
+        "journal",
+        "mode",
+        "names",
+        "recorder",
+        "registry",
+        "run_id",
+        "states",
+        "token",
+    )
 
     def __init__(self, journal: Journal, registry: Registry, mode: str, run_id: str | None) -> None:
         self.journal = journal
@@ -264,6 +283,7 @@ class DurableRun:
         self.mode = mode
         self.run_id = run_id or uuid.uuid4().hex
         self.names: list[str] = []  # the registered name of each step's action
+        self.states: list[str] = []  # each action's state when it was added
         self.recorder: RunRecorder | None = None
         self.claim = 0
         self.token: Token[StepContext | None] | None = None
@@ -283,20 +303,20 @@ class DurableRun:
                 "so that recovery can rebuild it."
             )
             raise InvalidActionError(msg)
-        self.registry.encode(name, action)  # StateError now rather than mid-run
+        state = self.registry.encode(name, action)  # a StateError now rather than mid-run
         self.names.append(name)
+        self.states.append(state)
 
     def begin(
         self, queue_name: str | None, actions: list[ActionLike], step_names: list[str]
     ) -> None:
-        """Record the run and its steps, pending, before the first action runs."""
-        encode = self.registry.encode
-        steps = [
-            (name, step, encode(name, action))
-            for name, step, action in zip(self.names, step_names, actions, strict=True)
-        ]
-        self.journal.begin(self.run_id, queue_name, self.mode, steps)
-        self.recorder = RunRecorder(self.journal, self.run_id, self.claim)
+        """Prepare the run's record: the run and its steps, pending, are inserted with
+        the first write, the first step's "executing" record (D1)."""
+        # The pending steps' states as added; each is recorded again, as it is then,
+        # when the step starts (D1).
+        steps = list(zip(self.names, step_names, self.states, strict=True))
+        new = NewRun(queue_name, self.mode, steps)
+        self.recorder = RunRecorder(self.journal, self.run_id, self.claim, new)
 
     def adopt(self, recorder: RunRecorder, names: list[str]) -> None:
         """Continue a run claimed by recovery."""

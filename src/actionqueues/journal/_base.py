@@ -79,6 +79,14 @@ class StepRow(NamedTuple):
     updated: float
 
 
+class NewRun(NamedTuple):
+    """A run to insert, with its steps (action name, step name, JSON state)."""
+
+    name: str | None
+    mode: str
+    steps: Sequence[tuple[str, str, str]]
+
+
 class StepChange(NamedTuple):
     """One step's new status, and what else changed with it (None: unchanged)."""
 
@@ -118,13 +126,6 @@ class Journal(abc.ABC):
     # -- what a backend provides ----------------------------------------------------
 
     @abc.abstractmethod
-    def begin(
-        self, run_id: str, name: str | None, mode: str, steps: Sequence[tuple[str, str, str]]
-    ) -> None:
-        """Record a new run, owned by this journal, and its steps (action name, step
-        name, JSON state), all pending; committed when this returns."""
-
-    @abc.abstractmethod
     def record(
         self,
         run_id: str,
@@ -132,9 +133,10 @@ class Journal(abc.ABC):
         changes: Sequence[StepChange],
         status: str | None = None,
         error: str | None = None,
+        new: NewRun | None = None,
     ) -> None:
-        """Apply ``changes`` (and the run's new status) in one transaction, and renew
-        the lease.
+        """In one transaction: insert the run if ``new`` (owned by this journal, its
+        steps pending), then apply ``changes`` and the run's new status.
 
         Raises:
             LeaseLostError: The run is no longer ours (``claim`` is not its latest).
@@ -222,12 +224,15 @@ class RunRecorder:
     likewise (D3, D4).
     """
 
-    __slots__ = ("__weakref__", "claim", "finished", "journal", "pending", "run_id")
+    __slots__ = ("__weakref__", "claim", "finished", "journal", "new", "pending", "run_id")
 
-    def __init__(self, journal: Journal, run_id: str, claim: int = 0) -> None:
+    def __init__(
+        self, journal: Journal, run_id: str, claim: int = 0, new: NewRun | None = None
+    ) -> None:
         self.journal = journal
         self.run_id = run_id
         self.claim = claim
+        self.new = new  # a run not inserted yet: with the first write
         self.pending: StepChange | None = None
         self.finished = False
         journal._watch(self)
@@ -236,8 +241,8 @@ class RunRecorder:
         self, change: StepChange | None, status: str | None = None, error: str | None = None
     ) -> None:
         changes = [c for c in (self.pending, change) if c is not None]
-        self.journal.record(self.run_id, self.claim, changes, status, error)
-        self.pending = None
+        self.journal.record(self.run_id, self.claim, changes, status, error, self.new)
+        self.pending = self.new = None
 
     def step_started(
         self, index: int, status: str, state: str, run_status: str | None = None

@@ -23,6 +23,7 @@ from ._base import (
     Journal,
     JournalError,
     LeaseLostError,
+    NewRun,
     RunRow,
     StepChange,
     StepRow,
@@ -207,24 +208,21 @@ class SQLiteJournal(Journal):
 
     # -- writes ---------------------------------------------------------------------
 
-    def begin(
-        self, run_id: str, name: str | None, mode: str, steps: Sequence[tuple[str, str, str]]
-    ) -> None:
-        now = time.time()
-        with self._transaction() as db:
-            db.execute(
-                f"INSERT INTO runs ({_RUN_COLUMNS}) "
-                "VALUES (?, ?, 'running', ?, ?, ?, 0, ?, ?, NULL, ?)",
-                (run_id, name, mode, self.owner, now + self.lease, now, now, len(steps)),
-            )
-            db.executemany(
-                f"INSERT INTO steps ({_STEP_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, 'pending', 0, 0, NULL, NULL, ?)",
-                [
-                    (run_id, i, action, step, state, now)
-                    for i, (action, step, state) in enumerate(steps)
-                ],
-            )
+    def _insert(self, db: sqlite3.Connection, run_id: str, new: NewRun, now: float) -> None:
+        name, mode, steps = new
+        db.execute(
+            f"INSERT INTO runs ({_RUN_COLUMNS}) "
+            "VALUES (?, ?, 'running', ?, ?, ?, 0, ?, ?, NULL, ?)",
+            (run_id, name, mode, self.owner, now + self.lease, now, now, len(steps)),
+        )
+        db.executemany(
+            f"INSERT INTO steps ({_STEP_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, 'pending', 0, 0, NULL, NULL, ?)",
+            [
+                (run_id, i, action, step, state, now)
+                for i, (action, step, state) in enumerate(steps)
+            ],
+        )
 
     def record(
         self,
@@ -233,14 +231,28 @@ class SQLiteJournal(Journal):
         changes: Sequence[StepChange],
         status: str | None = None,
         error: str | None = None,
+        new: NewRun | None = None,
     ) -> None:
         now = time.time()
         with self._transaction() as db:
-            owned = db.execute(
-                "UPDATE runs SET updated = ?, lease_until = ?, status = COALESCE(?, status), "
-                "error = COALESCE(?, error) WHERE id = ? AND owner = ? AND claims = ?",
-                (now, now + self.lease, status, error, run_id, self.owner, claim),
-            ).rowcount
+            if new is not None:
+                self._insert(db, run_id, new, now)
+            # Fencing: write only while the run is ours, under our claim. The runs row
+            # (and its indexes) is rewritten only when its status changes; the lease
+            # is the heartbeat's business.
+            if status is None:
+                owned = len(
+                    db.execute(
+                        "SELECT 1 FROM runs WHERE id = ? AND owner = ? AND claims = ?",
+                        (run_id, self.owner, claim),
+                    ).fetchall()
+                )
+            else:
+                owned = db.execute(
+                    "UPDATE runs SET updated = ?, status = ?, error = COALESCE(?, error) "
+                    "WHERE id = ? AND owner = ? AND claims = ?",
+                    (now, status, error, run_id, self.owner, claim),
+                ).rowcount
             if owned != 1:
                 msg = (
                     f"Run {run_id} is no longer owned by this process ({self.owner}): its "
