@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import sqlite3
 import stat
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -478,3 +481,78 @@ def test_many_threads_share_one_journal(journal: SQLiteJournal, sysdb: str) -> N
         t.join()
     assert [] == errors
     assert 20 == len(journal.runs(status="completed"))
+
+
+@contextlib.contextmanager
+def small_filesystem(path: Path, size: str) -> Iterator[bool]:
+    """A real tmpfs of ``size`` mounted at ``path`` (True), or False where mounting is
+    not allowed (then the caller makes SQLite's own limits stand in for the disk)."""
+    path.mkdir()
+    mounted = (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],  # noqa: S607
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    )
+    try:
+        yield mounted
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(path)], check=False)  # noqa: S607
+
+
+def test_a_full_filesystem_stops_the_run_and_loses_nothing(tmp_path: Path, sysdb: str) -> None:
+    """D10 on a real full disk: a clear error before the side effect; earlier runs intact."""
+    with small_filesystem(tmp_path / "fs", "160k") as mounted:
+        j = SQLiteJournal(tmp_path / "fs" / "journal.db")
+        if not mounted:
+            db = j._db()
+            db.execute(
+                f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0] + 8}"
+            )
+        first = ActionQueue(name="first", journal=j, registry=registry)
+        first.add(Write(sysdb, "kept"))
+        first.run()
+        big = ActionQueue(name="big", journal=j, registry=registry)
+        for i in range(60):
+            big.add(Write(sysdb, f"big {i:02d} " + "x" * 4000))
+        with pytest.raises(JournalError, match="full"):
+            big.run()
+        assert ["kept"] == effects(sysdb)  # nothing of "big" stayed, "first" untouched
+        [run] = j.runs(name="first")
+        assert "completed" == run.status
+        j.close()
+
+
+def test_a_read_only_filesystem_is_a_clear_error(tmp_path: Path, sysdb: str) -> None:
+    """D10 on a read-only filesystem: refused before any side effect, clearly."""
+    folder = tmp_path / "fs"
+    with small_filesystem(folder, "1m") as mounted:
+        j = SQLiteJournal(folder / "journal.db")
+        done = ActionQueue(name="before", journal=j, registry=registry)
+        done.add(Write(sysdb, "before"))
+        done.run()
+        if mounted:
+            j.close()  # a filesystem with files open for writing cannot be remounted
+            remounted = subprocess.run(
+                ["mount", "-o", "remount,ro", str(folder)],  # noqa: S607
+                capture_output=True,
+                check=False,
+            )
+            assert 0 == remounted.returncode, remounted.stderr
+        else:
+            j._db().execute("PRAGMA query_only = 1")
+
+        def sign_up_again() -> None:
+            journal = SQLiteJournal(folder / "journal.db") if mounted else j
+            q = ActionQueue(journal=journal, registry=registry)
+            q.add(Write(sysdb, "never"))
+            q.run()
+
+        # Opening (WAL needs its shared-memory file) or the first write fails.
+        with pytest.raises(JournalError, match=r"cannot be written|Cannot open the journal"):
+            sign_up_again()
+        assert ["before"] == effects(sysdb)
+        j.close()

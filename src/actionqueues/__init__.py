@@ -43,7 +43,7 @@ from ._events import (
 )
 from ._lifecycle import AQStateMachine
 from ._queue import ActionQueue
-from ._recovery import Recovered, recover
+from ._recovery import Recovered, recover, recovering
 from ._report import Phase, RunReport, RunStatus, StepReport, StepStatus
 from ._retry import (
     DoublingBackoffExceptionFactory,
@@ -107,6 +107,7 @@ __all__ = [
     "journal",
     "open_journal",
     "recover",
+    "recovering",
     "registry",
     "report_of",
     "set_testing",

@@ -311,12 +311,10 @@ class Engine:
         # with keyword-only parameters by a slower path, and add() is on the hot path.
         if self._state not in _ADD_FROM:
             raise lifecycle_error("add", self._state)
-        if rollback is not None or type(action) not in _CHECKED:
+        if rollback is not None or type(action) not in _CHECKED or self._durable is not None:
             action = self._as_action(action, rollback)
         if options:
             self._set_options(len(self._actions), options)
-        if self._durable is not None:
-            self._durable.check_add(action)
         self._actions.append(action)  # type: ignore[arg-type]
 
     def _set_options(self, index: int, options: StepOptions) -> None:
@@ -387,7 +385,7 @@ class Engine:
                 if len(_CHECKED) >= _CHECKED_MAX:
                     _CHECKED.clear()
                 _CHECKED.add(cls)
-            return obj  # type: ignore[return-value]
+            return self._durable_check(obj)
         if not callable(obj):
             msg = (
                 f"add() was given {_describe(obj)}, which is neither an action (an object "
@@ -402,7 +400,12 @@ class Engine:
             )
             raise InvalidActionError(msg)
         self._check_sync(obj, obj, rollback)
-        return FunctionAction(obj, rollback)
+        return self._durable_check(FunctionAction(obj, rollback))
+
+    def _durable_check(self, action: object) -> ActionLike:
+        if self._durable is not None:
+            self._durable.check_add(action)
+        return action  # type: ignore[return-value]
 
     def _check_sync(self, obj: object, *methods: object) -> bool:
         """Whether ``methods`` are all plain (not ``async def``); the sync queue, which

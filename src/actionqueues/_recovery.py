@@ -11,11 +11,12 @@ again from the step that was executing (which must therefore be idempotent).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple, cast
 
 from ._action import ActionLike
-from ._durable import Registry, StateError, registry
+from ._durable import Registry, StateError
+from ._durable import registry as default_registry
 from ._events import Listener
 from ._queue import ActionQueue
 from ._report import RunReport
@@ -69,24 +70,35 @@ def recover(
 
     .. versionadded:: 1.0
     """
-    names = registry_or_default(registry)
-    listeners = list(listeners)
-    results: list[Recovered] = []
+    return list(recovering(journal, registry=registry, listeners=listeners, limit=limit))
+
+
+def recovering(
+    journal: Journal,
+    *,
+    registry: Registry | None = None,
+    listeners: Iterable[Listener] = (),
+    limit: int | None = None,
+) -> Iterator[Recovered]:
+    """Like :func:`recover`, one result at a time, as each run is finished (for
+    progress reports).
+
+    .. versionadded:: 1.0
+    """
+    names = default_registry if registry is None else registry
+    chosen = list(listeners)
     skipped: set[str] = set()
-    while limit is None or len(results) < limit:
+    count = 0
+    while limit is None or count < limit:
         row = journal.claim(exclude=skipped)
         if row is None:
-            break
-        result = recover_run(journal, row, names, listeners)
+            return
+        result = recover_run(journal, row, names, chosen)
         if result.outcome == "skipped":  # untouched, and free for a better-equipped recoverer
             skipped.add(row.id)
             journal.release(row.id)
-        results.append(result)
-    return results
-
-
-def registry_or_default(names: Registry | None) -> Registry:
-    return registry if names is None else names
+        count += 1
+        yield result
 
 
 def recover_run(

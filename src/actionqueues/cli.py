@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._recovery import recover
+from ._recovery import recovering
 from .journal import Journal, JournalError, RunRow, StepRow, open_journal
 
 if TYPE_CHECKING:
@@ -218,18 +218,33 @@ def cmd_recover(out: Console, journal: Journal, args: argparse.Namespace) -> int
         except ImportError as exc:
             msg = f"--import {module}: {exc}"
             raise UsageError(msg) from exc
-    skipped = 0
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    unfinished = 0
     while True:
-        with out.status("recovering interrupted runs..."):
-            results = recover(journal)
-        for r in results:
-            line = f"{r.run_id} ({r.name or 'unnamed'}): {r.outcome}"
-            out.print(line + (f" - {r.problem}" if r.problem else ""), markup=False)
-            skipped += r.outcome in ("skipped", "lost", "rollback_failed")
+        waiting = len(journal.runs(status="interrupted", limit=None))
+        done = 0
+        with Progress(
+            TextColumn("recovering"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=out,
+            transient=True,
+            disable=not waiting,
+        ) as progress:
+            task = progress.add_task("runs", total=waiting)
+            for r in recovering(journal):
+                done += 1
+                progress.advance(task)
+                line = f"{r.run_id} ({r.name or 'unnamed'}): {r.outcome}"
+                progress.console.print(
+                    line + (f" - {r.problem}" if r.problem else ""), markup=False
+                )
+                unfinished += r.outcome in ("skipped", "lost", "rollback_failed")
         if not args.watch:
-            if not results:
+            if not done:
                 out.print("nothing to recover")
-            return 1 if skipped else 0
+            return 1 if unfinished else 0
         time.sleep(args.interval)
 
 

@@ -73,16 +73,17 @@ _STEP_COLUMNS: Final = (
     "run_id, idx, action, name, state, status, attempts, rollback_attempts, error, "
     "rollback_error, updated"
 )
+_OURS: Final = "EXISTS (SELECT 1 FROM runs WHERE id = ? AND owner = ? AND claims = ?)"
 _EXECUTE_UPDATE: Final = (
     "UPDATE steps SET status = ?, state = COALESCE(?, state), "
     "attempts = COALESCE(?, attempts), error = COALESCE(?, error), updated = ? "
-    "WHERE run_id = ? AND idx = ?"
+    f"WHERE run_id = ? AND idx = ? AND {_OURS}"
 )
 _ROLLBACK_UPDATE: Final = (
     "UPDATE steps SET status = ?, state = COALESCE(?, state), "
     "rollback_attempts = COALESCE(?, rollback_attempts), "
     "rollback_error = COALESCE(?, rollback_error), updated = ? "
-    "WHERE run_id = ? AND idx = ?"
+    f"WHERE run_id = ? AND idx = ? AND {_OURS}"
 )
 _ROLLBACK_STATUSES: Final = frozenset({"rolling_back", "rolled_back", "rollback_failed"})
 _UNFINISHED_SQL: Final = "status IN (" + ", ".join(f"'{s}'" for s in UNFINISHED) + ")"
@@ -237,32 +238,37 @@ class SQLiteJournal(Journal):
         with self._transaction() as db:
             if new is not None:
                 self._insert(db, run_id, new, now)
-            # Fencing: write only while the run is ours, under our claim. The runs row
-            # (and its indexes) is rewritten only when its status changes; the lease
-            # is the heartbeat's business.
-            if status is None:
-                owned = len(
-                    db.execute(
-                        "SELECT 1 FROM runs WHERE id = ? AND owner = ? AND claims = ?",
-                        (run_id, self.owner, claim),
-                    ).fetchall()
+            # Fencing: write only while the run is ours, under our claim: every write
+            # carries the check. The runs row (and its indexes) is rewritten only when
+            # its status changes; the lease is the heartbeat's business.
+            owned = True
+            ours = (run_id, self.owner, claim)
+            if status is not None:
+                owned = (
+                    1
+                    == db.execute(
+                        "UPDATE runs SET updated = ?, status = ?, error = COALESCE(?, error) "
+                        "WHERE id = ? AND owner = ? AND claims = ?",
+                        (now, status, error, run_id, self.owner, claim),
+                    ).rowcount
                 )
-            else:
-                owned = db.execute(
-                    "UPDATE runs SET updated = ?, status = ?, error = COALESCE(?, error) "
-                    "WHERE id = ? AND owner = ? AND claims = ?",
-                    (now, status, error, run_id, self.owner, claim),
-                ).rowcount
-            if owned != 1:
+            for c in changes:
+                sql = _ROLLBACK_UPDATE if c.status in _ROLLBACK_STATUSES else _EXECUTE_UPDATE
+                owned = (
+                    owned
+                    and 1
+                    == db.execute(
+                        sql,
+                        (c.status, c.state, c.attempts, c.error, now, run_id, c.index, *ours),
+                    ).rowcount
+                )
+            if not owned:
                 msg = (
                     f"Run {run_id} is no longer owned by this process ({self.owner}): its "
                     "lease expired and a recoverer claimed it. It stops here; the "
                     "recoverer finishes it."
                 )
                 raise LeaseLostError(msg)
-            for c in changes:
-                sql = _ROLLBACK_UPDATE if c.status in _ROLLBACK_STATUSES else _EXECUTE_UPDATE
-                db.execute(sql, (c.status, c.state, c.attempts, c.error, now, run_id, c.index))
 
     def renew(self, run_ids: Iterable[str]) -> None:
         ids = list(run_ids)
