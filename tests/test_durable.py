@@ -556,3 +556,62 @@ def test_a_read_only_filesystem_is_a_clear_error(tmp_path: Path, sysdb: str) -> 
             sign_up_again()
         assert ["before"] == effects(sysdb)
         j.close()
+
+
+def test_group_commit_under_many_threads(tmp_path: Path, sysdb: str) -> None:
+    """durability="power": concurrent queues share commits; every record lands."""
+    j = SQLiteJournal(tmp_path / "power.db", durability="power")
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for k in range(6):
+                q = ActionQueue(journal=j, registry=registry)
+                q.add(Write(sysdb, f"{n}-{k}-a"))
+                q.add(Write(sysdb, f"{n}-{k}-b", fail=k == 5))
+                with contextlib.suppress(RuntimeError):
+                    q.run()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [] == errors
+    assert 40 == len(j.runs(status="completed", limit=None))
+    assert 8 == len(j.runs(status="rolled_back", limit=None))
+    for run in j.runs(limit=None):
+        loaded = j.load(run.id)
+        assert loaded is not None
+        expected = "executed" if run.status == "completed" else "rolled_back"
+        assert [expected, expected] == [s.status for s in loaded[1]]
+    assert 80 == len(effects(sysdb))
+    j.close()
+
+
+def test_a_lost_lease_in_a_group_fails_only_its_own_write(tmp_path: Path) -> None:
+    """Group commit: one write's LeaseLostError leaves the batch's other writes in."""
+    from actionqueues.journal import NewRun, StepChange
+    from actionqueues.journal._sqlite import _Write
+
+    j = SQLiteJournal(tmp_path / "g.db", durability="power")
+    mine = _Write(
+        (
+            "r1",
+            0,
+            [StepChange(0, "executing", "{}")],
+            None,
+            None,
+            NewRun("a", "rollback", [("x", "x", "{}")]),
+        )
+    )
+    stolen = _Write(("r2", 7, [StepChange(0, "executing", "{}")], None, None, None))
+    j._commit([mine, stolen])
+    assert mine.error is None
+    assert isinstance(stolen.error, LeaseLostError)
+    loaded = j.load("r1")
+    assert loaded is not None
+    assert "executing" == loaded[1][0].status
+    j.close()

@@ -90,6 +90,21 @@ _UNFINISHED_SQL: Final = "status IN (" + ", ".join(f"'{s}'" for s in UNFINISHED)
 _FINISHED_SQL: Final = "status IN (" + ", ".join(f"'{s}'" for s in FINISHED) + ")"
 
 
+_Args = tuple[str, int, Sequence[StepChange], str | None, str | None, NewRun | None]
+
+
+class _Write:
+    """One queued journal write, for group commit."""
+
+    __slots__ = ("args", "done", "error", "lead")
+
+    def __init__(self, args: _Args) -> None:
+        self.args = args
+        self.done: threading.Event | None = None  # made only by a writer that waits
+        self.error: JournalError | None = None
+        self.lead = False
+
+
 class SQLiteJournal(Journal):
     """A journal in one SQLite file.
 
@@ -125,6 +140,12 @@ class SQLiteJournal(Journal):
         self._busy_timeout = busy_timeout
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
+        self._group = threading.Lock()  # guards _waiting and _leading (group commit)
+        self._waiting: list[_Write] = []
+        self._leading = False
+        # Group commit pays when a commit is dear (an fsync, at "power"); at "process"
+        # a commit is cheap and the hand-offs would cost more than they save.
+        self._grouped = durability == "power"
         self._create_file()
         with self._transaction() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -234,41 +255,127 @@ class SQLiteJournal(Journal):
         error: str | None = None,
         new: NewRun | None = None,
     ) -> None:
+        write = _Write((run_id, claim, changes, status, error, new))
+        if not self._grouped:  # each writer commits its own write, SQLite serialising them
+            self._commit([write])
+        else:
+            # Group commit: the first writer to arrive leads, and commits in one
+            # transaction (one fsync) every write that queued up meanwhile; the others
+            # wait for that commit. Alone, a writer commits its own write at once.
+            with self._group:
+                self._waiting.append(write)
+                lead = not self._leading
+                self._leading = True
+                if not lead:
+                    write.done = threading.Event()
+            if write.done is not None:
+                write.done.wait()
+                lead = write.lead  # handed the lead: our write is not committed yet
+            if lead:
+                self._lead()
+        if write.error is not None:
+            raise write.error
+
+    def _lead(self) -> None:
+        """Commit what is waiting, then hand the lead to the next writer, if any."""
+        with self._group:
+            batch, self._waiting = self._waiting, []
+        try:
+            self._commit(batch)
+        except BaseException as exc:  # an interrupt mid-commit: nobody may wait forever
+            for write in batch:
+                if write.error is None:
+                    write.error = JournalError(f"The journal {self.path}: write interrupted")
+            raise exc from None
+        finally:
+            with self._group:
+                for write in batch:
+                    if write.done is not None:
+                        write.done.set()
+                if self._waiting:
+                    nxt = self._waiting[0]
+                    nxt.lead = True
+                    if nxt.done is not None:  # always: it queued behind a leader
+                        nxt.done.set()
+                else:
+                    self._leading = False
+
+    def _commit(self, batch: list[_Write]) -> None:
+        db = self._db()
         now = time.time()
-        with self._transaction() as db:
-            if new is not None:
-                self._insert(db, run_id, new, now)
-            # Fencing: write only while the run is ours, under our claim: every write
-            # carries the check. The runs row (and its indexes) is rewritten only when
-            # its status changes; the lease is the heartbeat's business.
-            owned = True
-            ours = (run_id, self.owner, claim)
-            if status is not None:
-                owned = (
-                    1
-                    == db.execute(
-                        "UPDATE runs SET updated = ?, status = ?, error = COALESCE(?, error) "
-                        "WHERE id = ? AND owner = ? AND claims = ?",
-                        (now, status, error, run_id, self.owner, claim),
-                    ).rowcount
-                )
-            for c in changes:
-                sql = _ROLLBACK_UPDATE if c.status in _ROLLBACK_STATUSES else _EXECUTE_UPDATE
-                owned = (
-                    owned
-                    and 1
-                    == db.execute(
-                        sql,
-                        (c.status, c.state, c.attempts, c.error, now, run_id, c.index, *ours),
-                    ).rowcount
-                )
-            if not owned:
-                msg = (
-                    f"Run {run_id} is no longer owned by this process ({self.owner}): its "
-                    "lease expired and a recoverer claimed it. It stops here; the "
-                    "recoverer finishes it."
-                )
-                raise LeaseLostError(msg)
+        alone = len(batch) == 1  # no savepoint needed to keep others' writes
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for number, write in enumerate(batch):
+                if not alone:
+                    db.execute(f"SAVEPOINT w{number:d}")
+                try:
+                    self._apply(db, now, *write.args)
+                except (LeaseLostError, sqlite3.Error) as exc:
+                    db.execute(f"ROLLBACK TO w{number:d}" if not alone else "ROLLBACK")
+                    write.error = exc if isinstance(exc, LeaseLostError) else self._failed(exc)
+                    if alone:
+                        return
+                if not alone:
+                    db.execute(f"RELEASE w{number:d}")
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            failure = self._failed(exc)
+            for write in batch:
+                if write.error is None:
+                    write.error = failure
+
+    def _failed(self, exc: sqlite3.Error) -> JournalError:
+        error = JournalError(f"The journal {self.path} cannot be written: {exc}.")
+        error.__cause__ = exc
+        return error
+
+    def _apply(
+        self,
+        db: sqlite3.Connection,
+        now: float,
+        run_id: str,
+        claim: int,
+        changes: Sequence[StepChange],
+        status: str | None,
+        error: str | None,
+        new: NewRun | None,
+    ) -> None:
+        """One write: insert the run if new, then its changes, while the run is ours."""
+        if new is not None:
+            self._insert(db, run_id, new, now)
+        # Fencing: write only while the run is ours, under our claim: every write
+        # carries the check. The runs row (and its indexes) is rewritten only when
+        # its status changes; the lease is the heartbeat's business.
+        owned = True
+        ours = (run_id, self.owner, claim)
+        if status is not None:
+            owned = (
+                1
+                == db.execute(
+                    "UPDATE runs SET updated = ?, status = ?, error = COALESCE(?, error) "
+                    "WHERE id = ? AND owner = ? AND claims = ?",
+                    (now, status, error, *ours),
+                ).rowcount
+            )
+        for c in changes:
+            sql = _ROLLBACK_UPDATE if c.status in _ROLLBACK_STATUSES else _EXECUTE_UPDATE
+            owned = (
+                owned
+                and 1
+                == db.execute(
+                    sql, (c.status, c.state, c.attempts, c.error, now, run_id, c.index, *ours)
+                ).rowcount
+            )
+        if not owned:
+            msg = (
+                f"Run {run_id} is no longer owned by this process ({self.owner}): its "
+                "lease expired and a recoverer claimed it. It stops here; the "
+                "recoverer finishes it."
+            )
+            raise LeaseLostError(msg)
 
     def renew(self, run_ids: Iterable[str]) -> None:
         ids = list(run_ids)
