@@ -311,8 +311,10 @@ class Engine:
         # with keyword-only parameters by a slower path, and add() is on the hot path.
         if self._state not in _ADD_FROM:
             raise lifecycle_error("add", self._state)
-        if rollback is not None or type(action) not in _CHECKED or self._durable is not None:
+        if rollback is not None or type(action) not in _CHECKED:
             action = self._as_action(action, rollback)
+        elif self._durable is not None:  # D11, for classes known to be actions too
+            self._durable.check_add(action)
         if options:
             self._set_options(len(self._actions), options)
         self._actions.append(action)  # type: ignore[arg-type]
