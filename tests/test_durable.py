@@ -10,6 +10,8 @@ import os
 import sqlite3
 import stat
 import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -424,7 +426,7 @@ def test_resume_mode_completes_an_interrupted_run(journal: SQLiteJournal, sysdb:
     durable.leave()  # type: ignore[union-attr]
     del q, durable
     time.sleep(0.4)
-    [result] = recover(journal, registry=registry)
+    [result] = recover(journal, registry=registry, listeners=[lambda event: None])
     assert "completed" == result.outcome
     assert ["executed"] * 3 == [s.status for s in result.steps]
     assert ["b", "c"] == effects(sysdb)  # a's side effect was never made in this test
@@ -615,3 +617,173 @@ def test_a_lost_lease_in_a_group_fails_only_its_own_write(tmp_path: Path) -> Non
     assert loaded is not None
     assert "executing" == loaded[1][0].status
     j.close()
+
+
+def test_the_state_after_execute_survives_a_crash_right_after_it(tmp_path: Path) -> None:
+    """D2: killed just after execute returned, recovery's rollback sees the new row id."""
+    script = textwrap.dedent(
+        """
+        import dataclasses, os, signal, sqlite3, sys, actionqueues
+        command, app, journal = sys.argv[1:]
+        names = actionqueues.Registry()
+
+        @names.register("by-id")
+        @dataclasses.dataclass
+        class Insert:
+            row_id: int | None = None
+            def execute(self):
+                with sqlite3.connect(app) as db:
+                    db.execute("CREATE TABLE IF NOT EXISTS users (id INTEGER PRIMARY KEY)")
+                    self.row_id = db.execute("INSERT INTO users DEFAULT VALUES").lastrowid
+            def rollback(self):
+                if self.row_id is not None:
+                    with sqlite3.connect(app) as db:
+                        db.execute("DELETE FROM users WHERE id = ?", (self.row_id,))
+
+        def die(event):
+            if isinstance(event, actionqueues.StepSucceeded):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        j = actionqueues.SQLiteJournal(journal, lease=0.2)
+        if command == "run":
+            q = actionqueues.ActionQueue(journal=j, registry=names, listeners=[die])
+            q.add(Insert())
+            q.add(Insert())
+            q.run()
+        else:
+            print([r.outcome for r in actionqueues.recover(j, registry=names)])
+        """
+    )
+    (tmp_path / "crashy.py").write_text(script)
+    paths = [str(tmp_path / "app.db"), str(tmp_path / "j.db")]
+    killed = subprocess.run(
+        [sys.executable, str(tmp_path / "crashy.py"), "run", *paths], check=False
+    )
+    assert -9 == killed.returncode
+    time.sleep(0.3)
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "crashy.py"), "recover", *paths],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "['rolled_back']" == done.stdout.strip()
+    with sqlite3.connect(tmp_path / "app.db") as db:
+        assert [] == db.execute("SELECT id FROM users").fetchall()
+
+
+def test_rollback_after_completion_is_leased(journal: SQLiteJournal, sysdb: str) -> None:
+    """D7: a completed run rolled back later is owned again while it rolls back."""
+    stolen: list[object] = []
+
+    @dataclasses.dataclass
+    class SlowUndo:
+        def execute(self) -> None:
+            pass
+
+        def rollback(self) -> None:
+            time.sleep(0.8)  # several leases
+            stolen.extend(recover(journal, registry=names))
+
+    names = Registry()
+    names.register("slow-undo", SlowUndo)
+    q = ActionQueue(journal=journal, registry=names)
+    q.add(SlowUndo())
+    q.run()
+    q.rollback()
+    assert [] == stolen
+    assert "rolled_back" == journal.runs()[0].status
+
+
+def test_a_closed_journal_refuses_new_runs(tmp_path: Path, sysdb: str) -> None:
+    """Writing after close() would run without a heartbeat: refused clearly."""
+    j = SQLiteJournal(tmp_path / "c.db")
+    j.close()
+    q = ActionQueue(journal=j, registry=registry)
+    q.add(Write(sysdb, "a"))
+    with pytest.raises(JournalError, match="is closed"):
+        q.run()
+    assert [] == effects(sysdb)
+
+
+def test_recovery_keeps_earlier_rollback_failures_and_uses_policies(
+    journal: SQLiteJournal, sysdb: str
+) -> None:
+    """A rollback that failed under an earlier claim still makes the run
+    rollback_failed; recover(rollback_retry=) retries the rollbacks it makes."""
+    calls: list[str] = []
+
+    @dataclasses.dataclass
+    class Flaky:
+        name: str
+
+        def execute(self) -> None:
+            pass
+
+        def rollback(self) -> None:
+            calls.append(self.name)
+            if calls.count(self.name) < 2:
+                raise TimeoutError(self.name)
+
+    names = Registry()
+    names.register("flaky-undo", Flaky)
+    q = ActionQueue(journal=journal, registry=names)
+    for name in "abc":
+        q.add(Flaky(name))
+    q.execute()
+    run_id = journal.runs()[0].id
+    with sqlite3.connect(journal.path) as db:  # as if: c undone, b failed, then a crash
+        db.execute("UPDATE runs SET status = 'rolling_back' WHERE id = ?", (run_id,))
+        db.execute(
+            "UPDATE steps SET status = 'rolled_back' WHERE run_id = ? AND idx = 2", (run_id,)
+        )
+        db.execute(
+            "UPDATE steps SET status = 'rollback_failed', rollback_error = 'x' "
+            "WHERE run_id = ? AND idx = 1",
+            (run_id,),
+        )
+    del q
+    time.sleep(0.4)
+    policy = actionqueues.RetryPolicy(on=TimeoutError, attempts=2, wait_initial=0, wait_jitter=0)
+    [result] = recover(journal, registry=names, rollback_retry=policy)
+    assert "rollback_failed" == result.outcome
+    assert ["a", "a"] == calls  # only a was left to undo; retried once, then done
+    assert ["rolled_back", "rollback_failed", "rolled_back"] == [s.status for s in result.steps]
+
+
+def test_a_rollback_leaving_unrecordable_state_goes_on(journal: SQLiteJournal) -> None:
+    """A rollback whose state is no longer JSON is logged; earlier rollbacks still run."""
+    undone: list[str] = []
+
+    @dataclasses.dataclass
+    class Messy:
+        name: str
+        junk: object = None
+
+        def execute(self) -> None:
+            pass
+
+        def rollback(self) -> None:
+            undone.append(self.name)
+            self.junk = {1, 2}
+
+    names = Registry()
+    names.register("messy", Messy)
+    q = ActionQueue(journal=journal, registry=names)
+    q.add(Messy("a"))
+    q.add(Messy("b"))
+    q.execute()
+    q.rollback()
+    assert ["b", "a"] == undone
+    assert "rolled_back" == journal.runs()[0].status
+
+
+def test_a_refused_durable_add_leaves_nothing_behind(journal: SQLiteJournal, sysdb: str) -> None:
+    """A bad option on add() keeps neither the action nor its name or journal entry."""
+    q = ActionQueue(journal=journal, registry=registry)
+    with pytest.raises(actionqueues.InvalidPolicyError):
+        q.add(Write(sysdb, "a"), name="first", retry=5)  # type: ignore[arg-type]
+    q.add(Write(sysdb, "b"))
+    assert q.run().ok
+    assert ["Write"] == [s.name for s in q.report.steps]
+    assert ["b"] == effects(sysdb)

@@ -267,6 +267,7 @@ class DurableRun:
 
     __slots__ = (
         "claim",
+        "fold",
         "journal",
         "mode",
         "names",
@@ -277,8 +278,17 @@ class DurableRun:
         "token",
     )
 
-    def __init__(self, journal: Journal, registry: Registry, mode: str, run_id: str | None) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        registry: Registry,
+        mode: str,
+        run_id: str | None,
+        *,
+        fold: bool = False,
+    ) -> None:
         self.journal = journal
+        self.fold = fold
         self.registry = registry
         self.mode = mode
         self.run_id = run_id or uuid.uuid4().hex
@@ -288,8 +298,9 @@ class DurableRun:
         self.claim = 0
         self.token: Token[StepContext | None] | None = None
 
-    def check_add(self, action: object) -> None:
-        """D11: refuse, at add(), an action a journal could not record or rebuild."""
+    def check_add(self, action: object) -> tuple[str, str]:
+        """D11: refuse, at add(), an action a journal could not record or rebuild; its
+        registered name and its state, to :meth:`accept` once add() succeeds."""
         name = self.registry.name_of(action)
         if name is None:
             what = (
@@ -303,9 +314,12 @@ class DurableRun:
                 "so that recovery can rebuild it."
             )
             raise InvalidActionError(msg)
-        state = self.registry.encode(name, action)  # a StateError now rather than mid-run
-        self.names.append(name)
-        self.states.append(state)
+        return name, self.registry.encode(name, action)  # a StateError now, not mid-run
+
+    def accept(self, entry: tuple[str, str]) -> None:
+        """The action checked by :meth:`check_add` was added."""
+        self.names.append(entry[0])
+        self.states.append(entry[1])
 
     def begin(
         self, queue_name: str | None, actions: list[ActionLike], step_names: list[str]
@@ -316,7 +330,7 @@ class DurableRun:
         # when the step starts (D1).
         steps = list(zip(self.names, step_names, self.states, strict=True))
         new = NewRun(queue_name, self.mode, steps)
-        self.recorder = RunRecorder(self.journal, self.run_id, self.claim, new)
+        self.recorder = RunRecorder(self.journal, self.run_id, self.claim, new, fold=self.fold)
 
     def adopt(self, recorder: RunRecorder, names: list[str]) -> None:
         """Continue a run claimed by recovery."""

@@ -211,6 +211,7 @@ class Engine:
         registry: Registry | None = None,
         recovery: str = "rollback",
         run_id: str | None = None,
+        one_commit_per_step: bool = False,
     ) -> None:
         if name is not None and not isinstance(name, str):
             msg = f"ActionQueue(name={name!r}): the name must be a string, or None."
@@ -229,7 +230,9 @@ class Engine:
             )
             self._report_finish = bus.wants(RunFinished)
         self._durable = (
-            None if journal is None else self._durable_run(journal, registry, recovery, run_id)
+            None
+            if journal is None
+            else self._durable_run(journal, registry, recovery, run_id, one_commit_per_step)
         )
         if self._durable is not None:
             self._track = True  # the journal observes every step transition
@@ -260,7 +263,7 @@ class Engine:
 
     @staticmethod
     def _durable_run(
-        journal: object, names: object, recovery: object, run_id: object
+        journal: object, names: object, recovery: object, run_id: object, fold: bool
     ) -> DurableRun:
         if not isinstance(journal, Journal):
             msg = (
@@ -280,7 +283,7 @@ class Engine:
         if run_id is not None and not (isinstance(run_id, str) and run_id):
             msg = f"ActionQueue(run_id={run_id!r}): a run id is a non-empty string."
             raise InvalidArgumentError(msg)
-        return DurableRun(journal, names or registry, recovery, run_id)
+        return DurableRun(journal, names or registry, recovery, run_id, fold=bool(fold))
 
     # -- building the queue ---------------------------------------------------------
 
@@ -313,11 +316,22 @@ class Engine:
             raise lifecycle_error("add", self._state)
         if rollback is not None or type(action) not in _CHECKED:
             action = self._as_action(action, rollback)
-        elif self._durable is not None:  # D11, for classes known to be actions too
-            self._durable.check_add(action)
+        if self._durable is not None:
+            self._add_durable(action, options)
+            return
         if options:
             self._set_options(len(self._actions), options)
         self._actions.append(action)  # type: ignore[arg-type]
+
+    def _add_durable(self, action: object, options: StepOptions) -> None:
+        """add() for a durable queue: D11 checks first; nothing is kept if one fails."""
+        durable = self._durable
+        assert durable is not None
+        entry = durable.check_add(action)
+        if options:
+            self._set_options(len(self._actions), options)
+        self._actions.append(action)  # type: ignore[arg-type]
+        durable.accept(entry)
 
     def _set_options(self, index: int, options: StepOptions) -> None:
         unknown = options.keys() - StepOptions.__annotations__.keys()
@@ -328,15 +342,19 @@ class Engine:
             )
             raise InvalidArgumentError(msg)
         name = options.get("name")
+        if name is not None and not isinstance(name, str):
+            msg = f"add(name={name!r}): a step's name must be a string."
+            raise InvalidArgumentError(msg)
+        policies = [
+            (phase, _check_policy(options.get(key), f"add({key}"))
+            for phase, key in ((_EXECUTE, "retry"), (_ROLLBACK, "rollback_retry"))
+        ]
+        # Everything checked: now keep it (a refused add() leaves nothing behind).
         if name is not None:
-            if not isinstance(name, str):
-                msg = f"add(name={name!r}): a step's name must be a string."
-                raise InvalidArgumentError(msg)
             if not self._names:
                 self._names = {}
             self._names[index] = name
-        for phase, key in ((_EXECUTE, "retry"), (_ROLLBACK, "rollback_retry")):
-            policy = _check_policy(options.get(key), f"add({key}")
+        for phase, policy in policies:
             if policy is not None:
                 if not self._policies:
                     self._policies = {}
@@ -387,7 +405,7 @@ class Engine:
                 if len(_CHECKED) >= _CHECKED_MAX:
                     _CHECKED.clear()
                 _CHECKED.add(cls)
-            return self._durable_check(obj)
+            return obj  # type: ignore[return-value]
         if not callable(obj):
             msg = (
                 f"add() was given {_describe(obj)}, which is neither an action (an object "
@@ -402,12 +420,7 @@ class Engine:
             )
             raise InvalidActionError(msg)
         self._check_sync(obj, obj, rollback)
-        return self._durable_check(FunctionAction(obj, rollback))
-
-    def _durable_check(self, action: object) -> ActionLike:
-        if self._durable is not None:
-            self._durable.check_add(action)
-        return action  # type: ignore[return-value]
+        return FunctionAction(obj, rollback)
 
     def _check_sync(self, obj: object, *methods: object) -> bool:
         """Whether ``methods`` are all plain (not ``async def``); the sync queue, which
@@ -493,18 +506,33 @@ class Engine:
         except (JournalError, ActionQueueError) as exc:
             logger.error("rolling back step %d without a journal record: %s", index + 1, exc)
 
+    def _record_done(self, durable: DurableRun, index: int, phase: Phase) -> None:
+        """D2/D3: the step returned; record it with its state after. During rollback a
+        journal or state error is logged and the rollback goes on."""
+        recorder = durable.recorder
+        assert recorder is not None
+        status = "executed" if phase is _EXECUTE else "rolled_back"
+        attempts = self._attempts.get((phase, index), 1)
+        if phase is _EXECUTE:
+            recorder.step_done(index, status, durable.state(index, self._actions[index]), attempts)
+            return
+        try:
+            state: str | None = durable.state(index, self._actions[index])
+        except ActionQueueError as exc:
+            logger.error("step %d rolled back, its state not recorded: %s", index + 1, exc)
+            state = None
+        try:
+            recorder.step_done(index, status, state, attempts)
+        except LeaseLostError:
+            raise
+        except JournalError as exc:  # kept pending: the next write tries again
+            logger.error("step %d rolled back, not yet recorded: %s", index + 1, exc)
+
     def _step_succeeded(self, index: int, phase: Phase) -> None:
         bus = self._bus
         self._calling = False
-        if self._durable is not None:  # D2/D3: with the state after, at the next write
-            recorder = self._durable.recorder
-            assert recorder is not None
-            recorder.step_done(
-                index,
-                "executed" if phase is _EXECUTE else "rolled_back",
-                self._durable.state(index, self._actions[index]),
-                self._attempts.get((phase, index), 1),
-            )
+        if self._durable is not None:
+            self._record_done(self._durable, index, phase)
         if phase is _EXECUTE:
             if bus.wants(StepSucceeded):
                 self._emit(
@@ -559,12 +587,20 @@ class Engine:
     def _prepare_resume(self, done: int) -> None:
         """Recovery resumes a run whose first ``done`` steps executed."""
         self._results = [None] * done
+        if self._timed:  # those steps took no time in this process
+            self._starts = [perf_counter()] * done
 
-    def _prepare_undo(self, executed: int) -> None:
-        """Recovery rolls back a run whose first ``executed`` steps were called."""
+    def _prepare_undo(self, executed: int, earlier: dict[int, str | None]) -> None:
+        """Recovery rolls back a run whose first ``executed`` steps were called, and
+        some of whose later steps' rollbacks failed for good under an earlier claim."""
         self._state = _FAILED
         self._results = [None] * executed
         self._executed = executed
+        if earlier:
+            self._rb_errors = {
+                i: JournalError(f"rollback failed under an earlier claim: {text}")
+                for i, text in earlier.items()
+            }
 
     def _retryable(self, error: BaseException) -> bool:
         """Whether a failed call may be retried at all: the cheap test that keeps a

@@ -36,6 +36,16 @@ class ActionQueue(Engine):
         timings: Measure durations (each step's, and the run's) for the report. Also
             on whenever listeners are attached or a retry policy is declared;
             otherwise the report's durations are None and the clock is never read.
+        journal: Record the run there, so that it survives a crash (durable queue).
+        registry: Where a durable queue's action classes are registered; the
+            default registry (``@durable``) if None.
+        recovery: What recovery does with the run if its process dies: ``"rollback"``
+            or ``"resume"`` (execute again from the step that was executing).
+        run_id: The run's id in the journal; a random one if None.
+        one_commit_per_step: Commit a step's "executed" record with the next step's
+            "executing" one: half the commits, but after a crash between the two the
+            step's rollback sees its state from before execute, and must find what
+            execute did by its idempotency key.
 
     .. versionchanged:: 1.0
        Keyword arguments, :meth:`run` and :attr:`report`.
@@ -173,9 +183,10 @@ class ActionQueue(Engine):
         self._prepare_resume(done)
         return self.run()
 
-    def _undo(self, executed: int) -> None:
-        """Recovery: roll back the first ``executed`` steps."""
-        self._prepare_undo(executed)
+    def _undo(self, executed: int, earlier: dict[int, str | None]) -> None:
+        """Recovery: roll back the first ``executed`` steps; ``earlier`` rollbacks
+        failed under a previous claim."""
+        self._prepare_undo(executed, earlier)
         self.rollback()
 
     def _call_again(

@@ -20,6 +20,7 @@ from ._durable import registry as default_registry
 from ._events import Listener
 from ._queue import ActionQueue
 from ._report import RunReport
+from ._retry import RetryPolicy
 from .journal import Journal, LeaseLostError, RunRecorder, RunRow, StepRow
 
 # Step statuses that mean "execute was called": rolled back by recovery.
@@ -55,6 +56,8 @@ def recover(
     *,
     registry: Registry | None = None,
     listeners: Iterable[Listener] = (),
+    retry: RetryPolicy | None = None,
+    rollback_retry: RetryPolicy | None = None,
     limit: int | None = None,
 ) -> list[Recovered]:
     """Finish every interrupted run in ``journal``; one result per run claimed.
@@ -66,11 +69,22 @@ def recover(
         journal: Where the runs are.
         registry: Where action names are looked up; the default registry if None.
         listeners: Listeners for the recovered runs' events.
+        retry: Retry policy for resumed steps' execute (policies are not journaled).
+        rollback_retry: Retry policy for the rollbacks recovery makes.
         limit: Stop after this many runs.
 
     .. versionadded:: 1.0
     """
-    return list(recovering(journal, registry=registry, listeners=listeners, limit=limit))
+    return list(
+        recovering(
+            journal,
+            registry=registry,
+            listeners=listeners,
+            retry=retry,
+            rollback_retry=rollback_retry,
+            limit=limit,
+        )
+    )
 
 
 def recovering(
@@ -78,6 +92,8 @@ def recovering(
     *,
     registry: Registry | None = None,
     listeners: Iterable[Listener] = (),
+    retry: RetryPolicy | None = None,
+    rollback_retry: RetryPolicy | None = None,
     limit: int | None = None,
 ) -> Iterator[Recovered]:
     """Like :func:`recover`, one result at a time, as each run is finished (for
@@ -93,7 +109,7 @@ def recovering(
         row = journal.claim(exclude=skipped)
         if row is None:
             return
-        result = recover_run(journal, row, names, chosen)
+        result = recover_run(journal, row, names, chosen, retry, rollback_retry)
         if result.outcome == "skipped":  # untouched, and free for a better-equipped recoverer
             skipped.add(row.id)
             journal.release(row.id)
@@ -102,7 +118,12 @@ def recovering(
 
 
 def recover_run(
-    journal: Journal, row: RunRow, names: Registry, listeners: list[Listener]
+    journal: Journal,
+    row: RunRow,
+    names: Registry,
+    listeners: list[Listener],
+    retry: RetryPolicy | None = None,
+    rollback_retry: RetryPolicy | None = None,
 ) -> Recovered:
     """Finish one run this journal has just claimed."""
     loaded = journal.load(row.id)
@@ -114,7 +135,14 @@ def recover_run(
         return Recovered(row.id, row.name, "skipped", problem, None, steps)
     except StateError as exc:
         return Recovered(row.id, row.name, "skipped", str(exc), None, steps)
-    queue = ActionQueue(name=row.name, listeners=listeners, journal=journal, registry=names)
+    queue = ActionQueue(
+        name=row.name,
+        listeners=listeners,
+        journal=journal,
+        registry=names,
+        retry=retry,
+        rollback_retry=rollback_retry,
+    )
     for action, step in zip(actions, steps, strict=True):
         queue.add(cast("ActionLike", action), name=step.name)
     recorder = RunRecorder(journal, row.id, row.claims)
@@ -130,7 +158,9 @@ def recover_run(
                 done += 1
             queue._resume(done)
         else:
-            queue._undo(max(undo) + 1 if undo else 0)
+            # Rollbacks that failed for good under an earlier claim still count.
+            earlier = {s.index: s.rollback_error for s in steps if s.status == "rollback_failed"}
+            queue._undo(max(undo) + 1 if undo else 0, earlier)
     except LeaseLostError as exc:
         return Recovered(row.id, row.name, "lost", str(exc), queue.report, _steps(journal, row))
     except Exception:  # noqa: S110 - a resumed step failed: run() rolled back; reported below

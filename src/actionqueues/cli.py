@@ -126,10 +126,11 @@ def opened(where: str | None) -> Journal:
     if not target:
         msg = f"say which journal: --journal PATH (or a sqlite:/// URL), or set ${ENV}"
         raise UsageError(msg)
-    path = Path(target.removeprefix("sqlite:///"))
-    if "://" not in str(path) and not path.exists():
-        msg = f"no journal at {path}"
-        raise UsageError(msg)
+    if target.startswith("sqlite:///") or "://" not in target:
+        path = Path(target.removeprefix("sqlite:///"))
+        if not path.exists():
+            msg = f"no journal at {path}"
+            raise UsageError(msg)
     return open_journal(target)
 
 
@@ -240,7 +241,7 @@ def cmd_recover(out: Console, journal: Journal, args: argparse.Namespace) -> int
                 progress.console.print(
                     line + (f" - {r.problem}" if r.problem else ""), markup=False
                 )
-                unfinished += r.outcome in ("skipped", "lost", "rollback_failed")
+                unfinished += r.outcome not in ("completed", "rolled_back")
         if not args.watch:
             if not done:
                 out.print("nothing to recover")

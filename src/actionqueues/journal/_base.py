@@ -195,9 +195,12 @@ class Journal(abc.ABC):
 
     def _watch(self, recorder: RunRecorder) -> None:
         """Keep ``recorder``'s run leased while the recorder lives and is unfinished."""
+        if self._closed.is_set():
+            msg = f"{self!r} is closed; open a journal again to record runs."
+            raise JournalError(msg)
         with self._lock:
             self._live.add(recorder)
-            if self._heartbeat is None:
+            if self._heartbeat is None or not self._heartbeat.is_alive():
                 self._heartbeat = threading.Thread(
                     target=self._beat, name="actionqueues-heartbeat", daemon=True
                 )
@@ -207,42 +210,76 @@ class Journal(abc.ABC):
         # Renew well before expiry; a queue object that is dropped unfinished stops
         # being renewed (the WeakSet forgets it) and is recovered like a crashed one.
         while not self._closed.wait(self.lease / 3):
-            ids = [r.run_id for r in list(self._live) if not r.finished]
+            with self._lock:
+                ids = [r.run_id for r in list(self._live) if not r.finished]
             if ids:
                 try:
                     self.renew(ids)
-                except JournalError:  # a full or locked disk: try again next beat
+                except Exception:  # noqa: S112 - a full or locked disk: next beat
                     continue
+
+    def _check_open(self) -> None:
+        """Writes after close() would run without a heartbeat: refuse them."""
+        if self._closed.is_set():
+            msg = f"{self!r} is closed; open a journal again to record runs."
+            raise JournalError(msg)
 
 
 class RunRecorder:
     """Turns a run's step transitions into journal writes (D1-D4).
 
-    Before a step's first call its "executing" record is committed (D1); its
-    "executed" record, with the state after (D2), is committed together with the
-    next write: the next step's "executing" record or the run's outcome. Rollback
-    likewise (D3, D4).
+    Before a step's first call its "executing" record is committed (D1); once the
+    call returns, its "executed" record with the state after is committed (D2), so
+    that a rollback after a crash sees, say, the key of the row the step created.
+    Rollback likewise (D3), and the run's outcome (D4). The run itself is inserted
+    with its first record.
+
+    With ``fold``, a step's "executed" (or "rolled back") record is committed with
+    the next write instead: one commit per step rather than two. A crash in between
+    then leaves the step "executing" with its state from before, so its rollback
+    must find what execute did by the idempotency key.
     """
 
-    __slots__ = ("__weakref__", "claim", "finished", "journal", "new", "pending", "run_id")
+    __slots__ = (
+        "__weakref__",
+        "claim",
+        "finished",
+        "fold",
+        "journal",
+        "new",
+        "pending",
+        "run_id",
+    )
 
     def __init__(
-        self, journal: Journal, run_id: str, claim: int = 0, new: NewRun | None = None
+        self,
+        journal: Journal,
+        run_id: str,
+        claim: int = 0,
+        new: NewRun | None = None,
+        *,
+        fold: bool = False,
     ) -> None:
         self.journal = journal
         self.run_id = run_id
         self.claim = claim
+        self.fold = fold
         self.new = new  # a run not inserted yet: with the first write
-        self.pending: StepChange | None = None
+        self.pending: list[StepChange] = []  # kept until a write succeeds
         self.finished = False
         journal._watch(self)
 
     def _write(
         self, change: StepChange | None, status: str | None = None, error: str | None = None
     ) -> None:
-        changes = [c for c in (self.pending, change) if c is not None]
-        self.journal.record(self.run_id, self.claim, changes, status, error, self.new)
-        self.pending = self.new = None
+        if change is not None:
+            self.pending.append(change)
+        self.journal._check_open()
+        self.journal.record(self.run_id, self.claim, self.pending, status, error, self.new)
+        self.pending = []
+        self.new = None
+        if status is not None:
+            self.finished = status in FINISHED  # rollback() after completion: leased again
 
     def step_started(
         self, index: int, status: str, state: str, run_status: str | None = None
@@ -251,17 +288,21 @@ class RunRecorder:
         self._write(StepChange(index, status, state), run_status)
 
     def step_done(self, index: int, status: str, state: str | None, attempts: int) -> None:
-        """Step ``index`` returned: recorded with the next write."""
-        self.pending = StepChange(index, status, state, attempts)
+        """Step ``index`` returned: committed now (D2), or with the next write if
+        folding."""
+        change = StepChange(index, status, state, attempts)
+        if self.fold:
+            self.pending.append(change)
+        else:
+            self._write(change)
 
     def step_failed(
         self, index: int, status: str, state: str | None, attempts: int, error: str
     ) -> None:
-        """Step ``index`` failed for good: recorded with the next write."""
-        self.pending = StepChange(index, status, state, attempts, error)
+        """Step ``index`` failed for good: recorded with the next write (the run's
+        outcome, or the step's rollback, follows at once)."""
+        self.pending.append(StepChange(index, status, state, attempts, error))
 
     def finish(self, status: str, error: str | None = None) -> None:
         """Commit the run's outcome (with any pending step record)."""
         self._write(None, status, error)
-        if status in FINISHED:
-            self.finished = True

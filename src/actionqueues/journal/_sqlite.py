@@ -269,12 +269,31 @@ class SQLiteJournal(Journal):
                 if not lead:
                     write.done = threading.Event()
             if write.done is not None:
-                write.done.wait()
+                try:
+                    write.done.wait()
+                except BaseException:  # interrupted while waiting: leave the queue cleanly
+                    self._abandon(write)
+                    raise
                 lead = write.lead  # handed the lead: our write is not committed yet
             if lead:
                 self._lead()
         if write.error is not None:
             raise write.error
+
+    def _abandon(self, write: _Write) -> None:
+        """A waiting writer gives up: drop its write if still queued, pass on a lead
+        it was handed."""
+        with self._group:
+            if write in self._waiting:
+                self._waiting.remove(write)
+            if write.lead:
+                if self._waiting:
+                    nxt = self._waiting[0]
+                    nxt.lead = True
+                    if nxt.done is not None:
+                        nxt.done.set()
+                else:
+                    self._leading = False
 
     def _lead(self) -> None:
         """Commit what is waiting, then hand the lead to the next writer, if any."""
@@ -304,6 +323,16 @@ class SQLiteJournal(Journal):
         db = self._db()
         now = time.time()
         alone = len(batch) == 1  # no savepoint needed to keep others' writes
+        try:
+            self._write_batch(db, now, batch, alone=alone)
+        except BaseException:  # an interrupt mid-transaction must not keep the lock
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def _write_batch(
+        self, db: sqlite3.Connection, now: float, batch: list[_Write], *, alone: bool
+    ) -> None:
         try:
             db.execute("BEGIN IMMEDIATE")
             for number, write in enumerate(batch):
@@ -355,9 +384,9 @@ class SQLiteJournal(Journal):
             owned = (
                 1
                 == db.execute(
-                    "UPDATE runs SET updated = ?, status = ?, error = COALESCE(?, error) "
-                    "WHERE id = ? AND owner = ? AND claims = ?",
-                    (now, status, error, *ours),
+                    "UPDATE runs SET updated = ?, lease_until = ?, status = ?, "
+                    "error = COALESCE(?, error) WHERE id = ? AND owner = ? AND claims = ?",
+                    (now, now + self.lease, status, error, *ours),
                 ).rowcount
             )
         for c in changes:
