@@ -787,3 +787,39 @@ def test_a_refused_durable_add_leaves_nothing_behind(journal: SQLiteJournal, sys
     assert q.run().ok
     assert ["Write"] == [s.name for s in q.report.steps]
     assert ["b"] == effects(sysdb)
+
+
+def test_a_failed_executing_record_is_not_replayed(
+    journal: SQLiteJournal, sysdb: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """D10: when step b's "executing" write fails, b is never recorded as called, even
+    once the journal can be written again."""
+
+    def read_only_after_a(event: actionqueues.Event) -> None:
+        if isinstance(event, actionqueues.StepSucceeded):
+            journal._db().execute("PRAGMA query_only = 1")
+
+    q = ActionQueue(journal=journal, registry=registry, listeners=[read_only_after_a])
+    q.add(Write(sysdb, "a"))
+    q.add(Write(sysdb, "b"))
+    with caplog.at_level(logging.ERROR), pytest.raises(JournalError, match="readonly"):
+        q.execute()
+    journal._db().execute("PRAGMA query_only = 0")
+    q.rollback()  # the next writes, once the journal works again
+    [run] = journal.runs()
+    loaded = journal.load(run.id)
+    assert loaded is not None
+    assert ("rolled_back", ["rolled_back", "pending"]) == (
+        run.status,
+        [s.status for s in loaded[1]],
+    )
+    assert [] == effects(sysdb)
+
+
+def test_bad_one_commit_per_step_and_closed_recovery(journal: SQLiteJournal) -> None:
+    """Bad input: one_commit_per_step is a bool; recovering a closed journal is refused."""
+    with pytest.raises(InvalidArgumentError, match="pass True or False"):
+        ActionQueue(journal=journal, one_commit_per_step="no")  # type: ignore[arg-type]
+    journal.close()
+    with pytest.raises(JournalError, match="is closed"):
+        recover(journal)

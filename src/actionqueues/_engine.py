@@ -263,7 +263,7 @@ class Engine:
 
     @staticmethod
     def _durable_run(
-        journal: object, names: object, recovery: object, run_id: object, fold: bool
+        journal: object, names: object, recovery: object, run_id: object, fold: object
     ) -> DurableRun:
         if not isinstance(journal, Journal):
             msg = (
@@ -280,10 +280,13 @@ class Engine:
                 "back ('rollback', the default) or resumed ('resume')."
             )
             raise InvalidArgumentError(msg)
+        if not isinstance(fold, bool):
+            msg = f"ActionQueue(one_commit_per_step={fold!r}): pass True or False."
+            raise InvalidArgumentError(msg)
         if run_id is not None and not (isinstance(run_id, str) and run_id):
             msg = f"ActionQueue(run_id={run_id!r}): a run id is a non-empty string."
             raise InvalidArgumentError(msg)
-        return DurableRun(journal, names or registry, recovery, run_id, fold=bool(fold))
+        return DurableRun(journal, names or registry, recovery, run_id, fold=fold)
 
     # -- building the queue ---------------------------------------------------------
 

@@ -101,6 +101,7 @@ def recovering(
 
     .. versionadded:: 1.0
     """
+    journal._check_open()  # a closed journal would claim runs and then hold them
     names = default_registry if registry is None else registry
     chosen = list(listeners)
     skipped: set[str] = set()

@@ -2,8 +2,8 @@
 
 A backend (SQLite here; PostgreSQL later) implements :class:`Journal`. The engine
 never talks to it directly: a :class:`RunRecorder` turns the engine's step
-transitions into journal writes, folding a step's "executed" record into the next
-step's "executing" one, so that a run costs one commit per step.
+transitions into journal writes: two commits a step ("executing" before the call,
+"executed" after it), or one with ``one_commit_per_step``.
 """
 
 from __future__ import annotations
@@ -270,12 +270,25 @@ class RunRecorder:
         journal._watch(self)
 
     def _write(
-        self, change: StepChange | None, status: str | None = None, error: str | None = None
+        self,
+        change: StepChange | None,
+        status: str | None = None,
+        error: str | None = None,
+        *,
+        keep: bool = True,
     ) -> None:
+        """Commit ``change`` with every pending record. If the write fails, records of
+        what already happened stay pending for the next write; a record of a call
+        about to be made (``keep=False``) is dropped, since the call will not be."""
         if change is not None:
             self.pending.append(change)
-        self.journal._check_open()
-        self.journal.record(self.run_id, self.claim, self.pending, status, error, self.new)
+        try:
+            self.journal._check_open()
+            self.journal.record(self.run_id, self.claim, self.pending, status, error, self.new)
+        except BaseException:
+            if not keep:
+                self.pending.pop()
+            raise
         self.pending = []
         self.new = None
         if status is not None:
@@ -285,7 +298,7 @@ class RunRecorder:
         self, index: int, status: str, state: str, run_status: str | None = None
     ) -> None:
         """Commit that step ``index`` is executing (or rolling back), before its call."""
-        self._write(StepChange(index, status, state), run_status)
+        self._write(StepChange(index, status, state), run_status, keep=False)
 
     def step_done(self, index: int, status: str, state: str | None, attempts: int) -> None:
         """Step ``index`` returned: committed now (D2), or with the next write if
