@@ -28,7 +28,7 @@ def main() -> None:
     if command == "run":
         system, steps, fail_at, mode = sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
         queue = ActionQueue(
-            name="crash",
+            name=f"{mode} {fail_at}",  # what the test expects of the run
             journal=journal,
             registry=registry,
             recovery=mode,

@@ -62,11 +62,16 @@ def recover_all(journal: Path, rng: random.Random) -> int:
 
 def check_systems(journal: Path, system: Path) -> Counter[str]:
     """Every run finished; effects match the outcome; no compensation twice per claim."""
-    runs = rows(journal, "SELECT id, status, steps FROM runs")
+    runs = rows(journal, "SELECT id, status, steps, name FROM runs")
     effects = Counter(str(k).split("/")[0] for (k,) in rows(system, "SELECT key FROM effects"))
     outcomes: Counter[str] = Counter()
-    for run_id, status, steps in runs:
+    for run_id, status, steps, name in runs:
         outcomes[str(status)] += 1
+        mode, fail_at = str(name).split()
+        if fail_at != "-1":  # a failing step: rolled back, resumed or not
+            assert "rolled_back" == status, (run_id, name)
+        elif mode == "resume":  # nothing fails: a resumed run always completes
+            assert "completed" == status, (run_id, name)
         if status == "completed":
             assert steps == effects[str(run_id)], (run_id, "completed run missing effects")
         else:
