@@ -1,6 +1,8 @@
 """A child process for the crash tests: runs one durable queue, or recovers.
 
 usage: crash_child.py run JOURNAL SYSTEM STEPS FAIL_AT MODE
+       crash_child.py threads JOURNAL SYSTEM   (4 threads of queues, durability=power,
+                                                until killed from outside)
        crash_child.py recover JOURNAL
 AQ_CRASH_AT=n kills the process with SIGKILL at the n-th instrumented point
 (inside actions, before and after their side effects, and between steps).
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 
 from durable_actions import Crasher, Write, registry
 
@@ -22,8 +25,32 @@ def between_steps(event: actionqueues.Event) -> None:
         Crasher.point()
 
 
+def threads(journal_path: str, system: str) -> None:
+    """Queues in 4 threads sharing group commits, forever: the parent kills us."""
+    journal = SQLiteJournal(journal_path, lease=0.3, durability="power")
+
+    def work(n: int) -> None:
+        for k in range(10**9):
+            queue = ActionQueue(
+                name=f"rollback {-1 if k % 3 else 1}", journal=journal, registry=registry
+            )
+            for i in range(3):
+                queue.add(Write(system, f"t{n}-{k}-{i}", fail=k % 3 == 0 and i == 1))
+            with contextlib.suppress(RuntimeError):
+                queue.run()
+
+    pool = [threading.Thread(target=work, args=(n,), daemon=True) for n in range(4)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+
+
 def main() -> None:
     command, journal_path = sys.argv[1], sys.argv[2]
+    if command == "threads":
+        threads(journal_path, sys.argv[3])
+        return
     journal = SQLiteJournal(journal_path, lease=0.3)
     if command == "run":
         system, steps, fail_at, mode = sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]

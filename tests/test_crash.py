@@ -110,6 +110,24 @@ def test_sigkill_anywhere_then_recovery_restores_every_system(tmp_path: Path) ->
     assert outcomes["rolled_back"] > 0
 
 
+def test_group_commit_killed_mid_flight(tmp_path: Path) -> None:
+    """durability="power": four threads sharing commits, killed at random, recover."""
+    rng = random.Random(99)
+    journal, system = tmp_path / "journal.db", tmp_path / "system.db"
+    env = {**os.environ, "AQ_CRASH_AT": "0", "PYTHONPATH": str(HERE)}
+    for _ in range(8):
+        proc = subprocess.Popen(
+            [sys.executable, str(CHILD), "threads", str(journal), str(system)], env=env
+        )
+        time.sleep(rng.uniform(0.4, 1.2))
+        proc.kill()
+        assert KILLED == proc.wait(timeout=30)
+        recover_all(journal, rng)
+    outcomes = check_systems(journal, system)
+    assert outcomes["completed"] > 0
+    assert outcomes["rolled_back"] > 0
+
+
 def test_concurrent_recoverers_never_take_the_same_run(tmp_path: Path) -> None:
     """D7: three recoverers at once on one journal; each run is claimed by one."""
     rng = random.Random(7)
