@@ -823,3 +823,30 @@ def test_bad_one_commit_per_step_and_closed_recovery(journal: SQLiteJournal) -> 
     journal.close()
     with pytest.raises(JournalError, match="is closed"):
         recover(journal)
+
+
+def test_a_decoder_building_a_non_action_is_skipped(journal: SQLiteJournal) -> None:
+    """D8: a registration whose decode= builds something that is not an action is
+    reported and left untouched, and the recoverer goes on."""
+
+    @dataclasses.dataclass
+    class Fails:
+        def execute(self) -> None:
+            raise RuntimeError("no")
+
+        def rollback(self) -> None:
+            pass
+
+    good, bad = Registry(), Registry()
+    good.register("fails", Fails)
+    bad.register("fails", Fails, decode=lambda state: 42)
+    q = ActionQueue(journal=journal, registry=good)
+    q.add(Fails())
+    with pytest.raises(RuntimeError):
+        q.execute()  # and the owner walks away without rolling back
+    del q
+    time.sleep(0.4)
+    [result] = recover(journal, registry=bad)
+    assert "skipped" == result.outcome
+    assert "neither an action" in (result.problem or "")
+    assert "failed" == journal.runs()[0].status

@@ -17,6 +17,7 @@ from typing import NamedTuple, cast
 from ._action import ActionLike
 from ._durable import Registry, StateError
 from ._durable import registry as default_registry
+from ._errors import ActionQueueError
 from ._events import Listener
 from ._queue import ActionQueue
 from ._report import RunReport
@@ -144,8 +145,11 @@ def recover_run(
         retry=retry,
         rollback_retry=rollback_retry,
     )
-    for action, step in zip(actions, steps, strict=True):
-        queue.add(cast("ActionLike", action), name=step.name)
+    try:
+        for action, step in zip(actions, steps, strict=True):
+            queue.add(cast("ActionLike", action), name=step.name)
+    except ActionQueueError as exc:  # a decoder that built something add() refuses
+        return Recovered(row.id, row.name, "skipped", str(exc), None, steps)
     recorder = RunRecorder(journal, row.id, row.claims)
     durable = queue._durable
     assert durable is not None
