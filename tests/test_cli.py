@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -193,3 +194,37 @@ def test_python_dash_m_and_missing_extra(tmp_path: Path) -> None:
     )
     assert 2 == no_rich.returncode
     assert "pip install 'actionqueues[cli]'" in no_rich.stderr
+
+
+def test_recover_watch_stops_cleanly_on_sigterm(journal: Path, tmp_path: Path) -> None:
+    """`recover --watch` is a long-running worker; SIGTERM ends it with status 0."""
+    assert COMMAND is not None
+    worker = subprocess.Popen(
+        [
+            COMMAND,
+            "--journal",
+            str(journal),
+            "recover",
+            "--watch",
+            "--interval",
+            "0.2",
+            "--import",
+            "cli_actions",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path), "COLUMNS": "200"},
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done = cli("--journal", str(journal), "runs", "--status", "rolled_back", "--json")
+        if done.stdout.strip():
+            break
+        time.sleep(0.1)
+    worker.send_signal(signal.SIGTERM)
+    out, err = worker.communicate(timeout=30)
+    assert 0 == worker.returncode, err
+    assert "rolled_back" in out
+    assert "stopped (SIGTERM)" in out

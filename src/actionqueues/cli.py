@@ -13,8 +13,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -221,8 +223,13 @@ def cmd_recover(out: Console, journal: Journal, args: argparse.Namespace) -> int
             raise UsageError(msg) from exc
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    # SIGTERM (a service manager stopping the worker): finish the run in hand, then
+    # exit 0; a run not yet claimed stays for the next worker.
+    stopping = threading.Event()
+    if args.watch and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
     unfinished = 0
-    while True:
+    while not stopping.is_set():
         waiting = len(journal.runs(status="interrupted", limit=None))
         done = 0
         with Progress(
@@ -242,11 +249,15 @@ def cmd_recover(out: Console, journal: Journal, args: argparse.Namespace) -> int
                     line + (f" - {r.problem}" if r.problem else ""), markup=False
                 )
                 unfinished += r.outcome not in ("completed", "rolled_back")
+                if stopping.is_set():
+                    break
         if not args.watch:
             if not done:
                 out.print("nothing to recover")
             return 1 if unfinished else 0
-        time.sleep(args.interval)
+        stopping.wait(args.interval)
+    out.print("stopped (SIGTERM)")
+    return 0
 
 
 def cmd_prune(out: Console, journal: Journal, args: argparse.Namespace) -> int:
