@@ -14,7 +14,7 @@ from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import Any, NamedTuple, TypeVar
 
-from ._action import ActionLike, FunctionAction
+from ._action import FunctionAction
 from ._errors import ActionQueueError, InvalidActionError
 from ._report import Phase
 from .journal import Journal, NewRun, RunRecorder
@@ -321,9 +321,7 @@ class DurableRun:
         self.names.append(entry[0])
         self.states.append(entry[1])
 
-    def begin(
-        self, queue_name: str | None, actions: list[ActionLike], step_names: list[str]
-    ) -> None:
+    def begin(self, queue_name: str | None, step_names: list[str]) -> None:
         """Prepare the run's record: the run and its steps, pending, are inserted with
         the first write, the first step's "executing" record (D1)."""
         # The pending steps' states as added; each is recorded again, as it is then,

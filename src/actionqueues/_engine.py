@@ -576,11 +576,7 @@ class Engine:
         durable = self._durable
         if durable is not None and durable.recorder is None:
             try:  # D1 starts here: the run and its steps are recorded before any call
-                durable.begin(
-                    self._name,
-                    self._actions,
-                    [self._step_name(i) for i in range(len(self._actions))],
-                )
+                durable.begin(self._name, [self._step_name(i) for i in range(len(self._actions))])
             except BaseException as exc:
                 self._state, self._error, self._executed = _FAILED, exc, 0
                 raise

@@ -128,8 +128,7 @@ def recover_run(
     rollback_retry: RetryPolicy | None = None,
 ) -> Recovered:
     """Finish one run this journal has just claimed."""
-    loaded = journal.load(row.id)
-    steps = [] if loaded is None else loaded[1]
+    steps = _steps(journal, row)
     try:
         actions = [names.decode(step.action, step.state) for step in steps]
     except KeyError as exc:

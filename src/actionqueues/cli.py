@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._recovery import recovering
-from .journal import Journal, JournalError, RunRow, StepRow, open_journal
+from .journal import UNFINISHED, Journal, JournalError, RunRow, StepRow, open_journal
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -141,7 +141,7 @@ def when(timestamp: float) -> str:
 
 
 def status_of(row: RunRow) -> str:
-    if row.status in ("running", "failed", "rolling_back") and row.lease_until < time.time():
+    if row.status in UNFINISHED and row.lease_until < time.time():
         return "interrupted"
     return row.status
 
