@@ -1,6 +1,8 @@
 """A child process for the crash tests: runs one durable queue, or recovers.
 
 usage: crash_child.py run JOURNAL SYSTEM STEPS FAIL_AT MODE
+       crash_child.py arun JOURNAL SYSTEM STEPS FAIL_AT MODE   (AsyncActionQueue,
+                                                async actions, steps 1-2 in parallel)
        crash_child.py threads JOURNAL SYSTEM   (4 threads of queues, durability=power,
                                                 until killed from outside)
        crash_child.py recover JOURNAL
@@ -10,14 +12,15 @@ AQ_CRASH_AT=n kills the process with SIGKILL at the n-th instrumented point
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sys
 import threading
 
-from durable_actions import Crasher, Write, registry
+from durable_actions import AsyncWrite, Crasher, Write, registry
 
 import actionqueues
-from actionqueues import ActionQueue, SQLiteJournal, StepSucceeded
+from actionqueues import ActionQueue, AsyncActionQueue, SQLiteJournal, StepSucceeded
 
 
 def between_steps(event: actionqueues.Event) -> None:
@@ -52,7 +55,23 @@ def main() -> None:
         threads(journal_path, sys.argv[3])
         return
     journal = SQLiteJournal(journal_path, lease=0.3)
-    if command == "run":
+    if command == "arun":
+        system, steps, fail_at, mode = sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+        aqueue = AsyncActionQueue(
+            name=f"{mode} {fail_at}",
+            journal=journal,
+            registry=registry,
+            recovery=mode,
+            listeners=[between_steps],
+        )
+        actions = [AsyncWrite(system, f"step {i}", fail=i == fail_at) for i in range(steps)]
+        aqueue.add(actions[0])
+        aqueue.add_parallel(*actions[1:3])  # steps >= 3
+        for action in actions[3:]:
+            aqueue.add(action)
+        with contextlib.suppress(RuntimeError):
+            asyncio.run(aqueue.run())
+    elif command == "run":
         system, steps, fail_at, mode = sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
         queue = ActionQueue(
             name=f"{mode} {fail_at}",  # what the test expects of the run

@@ -8,6 +8,7 @@ it ran under, so a test can see whether a compensation ran twice in one claim.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import os
@@ -73,3 +74,17 @@ class Write:
             db.execute("INSERT INTO compensations VALUES (?, ?)", (step.key, step.claim))
             db.execute("COMMIT")
         Crasher.point()
+
+
+@registry.register("test.awrite")
+@dataclasses.dataclass
+class AsyncWrite(Write):
+    """``Write`` with ``async def`` methods, for AsyncActionQueue."""
+
+    async def execute(self) -> None:  # type: ignore[override]
+        await asyncio.sleep(0)
+        Write.execute(self)
+
+    async def rollback(self) -> None:  # type: ignore[override]
+        await asyncio.sleep(0)
+        Write.rollback(self)

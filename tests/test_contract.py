@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 from _helpers import Boom, Step
@@ -17,9 +16,9 @@ from actionqueues.aqstatemachine import AQStateMachine
 from actionqueues.exceptionfactory import DoublingBackoffExceptionFactory
 
 
-def test_s1_actions_execute_in_the_order_added(log: list[tuple[str, str]]) -> None:
+def test_s1_actions_execute_in_the_order_added(Queue: type, log: list[tuple[str, str]]) -> None:
     """S1: execute is called in insertion order."""
-    q = ActionQueue()
+    q = Queue()
     for name in "abcde":
         q.add(Step(name, log))
     q.execute()
@@ -27,11 +26,12 @@ def test_s1_actions_execute_in_the_order_added(log: list[tuple[str, str]]) -> No
 
 
 def test_s2_failure_stops_the_queue_and_propagates_the_same_object(
+    Queue: type,
     log: list[tuple[str, str]],
 ) -> None:
     """S2: the very exception object propagates; later actions are not executed."""
     error = Boom("b failed")
-    q = ActionQueue()
+    q = Queue()
     q.add(Step("a", log))
     q.add(Step("b", log, fail=error))
     q.add(Step("c", log))
@@ -42,10 +42,11 @@ def test_s2_failure_stops_the_queue_and_propagates_the_same_object(
 
 
 def test_s3_rollback_covers_executed_actions_in_reverse_including_the_failed_one(
+    Queue: type,
     log: list[tuple[str, str]],
 ) -> None:
     """S3: rollback runs for every executed action, the raiser included, newest first."""
-    q = ActionQueue()
+    q = Queue()
     q.add(Step("a", log))
     q.add(Step("b", log))
     q.add(Step("c", log, fail=Boom()))
@@ -57,9 +58,9 @@ def test_s3_rollback_covers_executed_actions_in_reverse_including_the_failed_one
     assert log == [("c", "rollback"), ("b", "rollback"), ("a", "rollback")]
 
 
-def test_s3_no_rollback_for_actions_never_executed(log: list[tuple[str, str]]) -> None:
+def test_s3_no_rollback_for_actions_never_executed(Queue: type, log: list[tuple[str, str]]) -> None:
     """S3: the first action failing means only it is rolled back."""
-    q = ActionQueue()
+    q = Queue()
     q.add(Step("a", log, fail=Boom()))
     q.add(Step("b", log))
     with pytest.raises(Boom):
@@ -68,9 +69,11 @@ def test_s3_no_rollback_for_actions_never_executed(log: list[tuple[str, str]]) -
     assert log == [("a", "execute"), ("a", "rollback")]
 
 
-def test_s4_rollback_after_success_rolls_back_everything(log: list[tuple[str, str]]) -> None:
+def test_s4_rollback_after_success_rolls_back_everything(
+    Queue: type, log: list[tuple[str, str]]
+) -> None:
     """S4: rollback() after a successful execute() undoes every action."""
-    q = ActionQueue()
+    q = Queue()
     for name in "abc":
         q.add(Step(name, log))
     q.execute()
@@ -79,9 +82,11 @@ def test_s4_rollback_after_success_rolls_back_everything(log: list[tuple[str, st
     assert [(n, "rollback") for n in "cba"] == log
 
 
-def test_s5_rollback_failure_does_not_stop_the_rollback(log: list[tuple[str, str]]) -> None:
+def test_s5_rollback_failure_does_not_stop_the_rollback(
+    Queue: type, log: list[tuple[str, str]]
+) -> None:
     """S5: a rollback that raises is passed over and earlier actions still roll back."""
-    q = ActionQueue()
+    q = Queue()
     q.add(Step("a", log, rollback_fail=RuntimeError("a")))
     q.add(Step("b", log, rollback_fail=Boom("b")))
     q.add(Step("c", log, fail=Boom()))
@@ -92,9 +97,9 @@ def test_s5_rollback_failure_does_not_stop_the_rollback(log: list[tuple[str, str
     assert log == [("c", "rollback"), ("b", "rollback"), ("a", "rollback")]
 
 
-def test_s6_retry_exception_calls_the_method_again(log: list[tuple[str, str]]) -> None:
+def test_s6_retry_exception_calls_the_method_again(Queue: type, log: list[tuple[str, str]]) -> None:
     """S6: ActionRetryException from execute and rollback means call it again."""
-    q = ActionQueue()
+    q = Queue()
     q.add(Step("a", log, retries=3, rollback_retries=2))
     q.execute()
     q.rollback()
@@ -118,9 +123,8 @@ def test_s6_retry_sleeps_ms_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     assert slept == [0.25, 0.0, 1.5]
 
 
-def test_s6_retries_for_as_long_as_it_is_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_s6_retries_for_as_long_as_it_is_raised(Queue: type, slept: list[float]) -> None:
     """S6: with no policy there is no limit on ActionRetryException retries."""
-    monkeypatch.setattr(time, "sleep", lambda _: None)
     calls = []
 
     def flaky() -> None:
@@ -128,10 +132,11 @@ def test_s6_retries_for_as_long_as_it_is_raised(monkeypatch: pytest.MonkeyPatch)
         if len(calls) < 500:
             raise ActionRetryException()
 
-    q = ActionQueue()
+    q = Queue()
     q.add(flaky)
     q.execute()
     assert len(calls) == 500
+    assert [0.0] * 499 == slept
 
 
 def test_s7_doubling_backoff_factory_sequence() -> None:
@@ -162,12 +167,8 @@ def test_s7_doubling_backoff_factory_defaults_and_plain_exception() -> None:
     assert type(final.value) is Exception
 
 
-def test_s7_factory_in_a_queue_gives_up_with_the_original(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_s7_factory_in_a_queue_gives_up_with_the_original(Queue: type, slept: list[float]) -> None:
     """S7 with S6: the queue retries 5 times at 100..1600ms, then the original propagates."""
-    slept: list[float] = []
-    monkeypatch.setattr(time, "sleep", slept.append)
 
     class Failing(Action):
         def __init__(self) -> None:
@@ -182,7 +183,7 @@ def test_s7_factory_in_a_queue_gives_up_with_the_original(
                 self.factory.raise_exception(original_exception=ex)
 
     failing = Failing()
-    q = ActionQueue()
+    q = Queue()
     q.add(failing)
     with pytest.raises(ZeroDivisionError):
         q.execute()
@@ -201,9 +202,11 @@ def test_s7_factory_in_a_queue_gives_up_with_the_original(
         (["execute", "rollback", "add"], "Create a new ActionQueue"),
     ],
 )
-def test_s8_lifecycle_misuse_raises_assertion_error(calls: list[str], fix: str) -> None:
+def test_s8_lifecycle_misuse_raises_assertion_error(
+    Queue: type, calls: list[str], fix: str
+) -> None:
     """S8: out-of-order calls raise an AssertionError that says what to do instead."""
-    q = ActionQueue()
+    q = Queue()
     q.add(Action())
     *ok, bad = calls
     for name in ok:
@@ -213,9 +216,9 @@ def test_s8_lifecycle_misuse_raises_assertion_error(calls: list[str], fix: str) 
     assert fix in str(caught.value)
 
 
-def test_s8_add_any_number_of_times_including_none() -> None:
+def test_s8_add_any_number_of_times_including_none(Queue: type) -> None:
     """S8: an empty queue executes and rolls back."""
-    q = ActionQueue()
+    q = Queue()
     q.execute()
     q.rollback()
     assert q.report.status == "rolled_back"
@@ -258,7 +261,7 @@ def test_s8_holds_under_python_dash_o() -> None:
     assert out.stdout.startswith("refused: Cannot roll back a queue that has not been executed")
 
 
-def test_s9_any_object_with_execute_and_rollback_is_an_action() -> None:
+def test_s9_any_object_with_execute_and_rollback_is_an_action(Queue: type) -> None:
     """S9: duck typing; Action's methods do nothing and return None."""
 
     class Duck:
@@ -272,7 +275,7 @@ def test_s9_any_object_with_execute_and_rollback_is_an_action() -> None:
             self.calls.append("rollback")
 
     duck = Duck()
-    q = ActionQueue()
+    q = Queue()
     q.add(duck)
     q.add(Action())
     q.execute()
@@ -331,10 +334,10 @@ def test_s10_aqstatemachine_rollback_from_execute_and_bad_moves() -> None:
 
 @pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
 def test_s11_base_exception_counts_the_action_as_executed(
-    log: list[tuple[str, str]], interrupt: type[BaseException]
+    Queue: type, log: list[tuple[str, str]], interrupt: type[BaseException]
 ) -> None:
     """S11: KeyboardInterrupt/SystemExit propagate, and rollback covers the raiser."""
-    q = ActionQueue()
+    q = Queue()
     q.add(Step("a", log))
     q.add(Step("b", log, fail=interrupt()))
     q.add(Step("c", log))

@@ -85,27 +85,51 @@ def check_systems(journal: Path, system: Path) -> Counter[str]:
     return outcomes
 
 
+def batch(command: str, journal: Path, system: Path, rng: random.Random, fewest: int) -> int:
+    """BATCH runs of ``fewest`` to 5 steps, each failing at a random step or none,
+    each killed at a random point or not; how many were killed."""
+    kills = 0
+    for _ in range(BATCH):
+        steps = rng.randint(fewest, 5)
+        fail_at = rng.choice([-1, -1, rng.randrange(steps)])
+        mode = rng.choice(["rollback", "resume"])
+        crash_at = rng.randint(1, 5 * steps)
+        code = child(command, journal, system, steps, fail_at, mode, crash_at=crash_at)
+        assert code in (0, KILLED)
+        kills += code == KILLED
+    return kills
+
+
 def test_sigkill_anywhere_then_recovery_restores_every_system(tmp_path: Path) -> None:
     """D1-D7 under SIGKILL: runs end completed or rolled back, systems consistent."""
     rng = random.Random(20261126)
     journal, system = tmp_path / "journal.db", tmp_path / "system.db"
     kills = recoverer_kills = 0
     for _ in range(max(1, TRIALS // BATCH)):
-        for _ in range(BATCH):
-            steps = rng.randint(2, 5)
-            fail_at = rng.choice([-1, -1, rng.randrange(steps)])
-            mode = rng.choice(["rollback", "resume"])
-            code = child(
-                "run", journal, system, steps, fail_at, mode, crash_at=rng.randint(1, 5 * steps)
-            )
-            assert code in (0, KILLED)
-            kills += code == KILLED
+        kills += batch("run", journal, system, rng, 2)
         recoverer_kills += recover_all(journal, rng)
     outcomes = check_systems(journal, system)
     assert TRIALS // BATCH * BATCH == sum(outcomes.values())
     # The test is only worth its time if it really crashed things, everywhere.
     assert kills > TRIALS // 3, kills
     assert recoverer_kills > 0
+    assert outcomes["completed"] > 0
+    assert outcomes["rolled_back"] > 0
+
+
+def test_async_queues_with_parallel_groups_killed_anywhere(tmp_path: Path) -> None:
+    """D1-D7 for AsyncActionQueue: async actions, a parallel group, SIGKILL, recovery
+    (which runs async actions on an event loop of its own)."""
+    rng = random.Random(4)
+    journal, system = tmp_path / "journal.db", tmp_path / "system.db"
+    kills = 0
+    trials = max(BATCH, TRIALS // 4)
+    for _ in range(trials // BATCH):
+        kills += batch("arun", journal, system, rng, 3)
+        recover_all(journal, rng)
+    outcomes = check_systems(journal, system)
+    assert trials // BATCH * BATCH == sum(outcomes.values())
+    assert kills > trials // 3, kills
     assert outcomes["completed"] > 0
     assert outcomes["rolled_back"] > 0
 

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import pytest
+from _drivers import BlockingAsyncQueue
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -178,9 +180,11 @@ def policy(attempts: int | None) -> RetryPolicy | None:
     return RetryPolicy(on=Flaky, attempts=attempts, wait_initial=0, wait_jitter=0, wait_max=0)
 
 
-def build(spec: QueueSpec, log: list[Call]) -> tuple[ActionQueue, list[Scripted]]:
+def build(
+    spec: QueueSpec, log: list[Call], queue_cls: type = ActionQueue
+) -> tuple[ActionQueue, list[Scripted]]:
     """The queue ``spec`` describes, and its actions."""
-    queue = ActionQueue(
+    queue = queue_cls(
         retry=policy(spec.retry),
         rollback_retry=policy(spec.rollback_retry),
         strict=spec.strict,
@@ -192,7 +196,7 @@ def build(spec: QueueSpec, log: list[Call]) -> tuple[ActionQueue, list[Scripted]
             retry=policy(step.execute.attempts),
             rollback_retry=policy(step.rollback.attempts),
         )
-    return queue, actions
+    return queue, actions  # type: ignore[return-value]  # or a BlockingAsyncQueue
 
 
 # -- the model --------------------------------------------------------------------
@@ -361,10 +365,10 @@ def error_records() -> Iterator[list[logging.LogRecord]]:
 # -- the tests --------------------------------------------------------------------
 
 
-def drive(spec: QueueSpec) -> None:
+def drive(spec: QueueSpec, queue_cls: type = ActionQueue) -> None:
     """Build the queue, drive it as ``spec.mode`` says, and check it against the model."""
     log: list[Call] = []
-    queue, actions = build(spec, log)
+    queue, actions = build(spec, log, queue_cls)
     model = Model(spec, actions)
     with actionqueues.set_testing(), error_records() as errors:
         if spec.mode == "run":
@@ -433,11 +437,13 @@ def drive_run(model: Model, queue: ActionQueue, log: list[Call]) -> None:
     assert queue.report == actionqueues.report_of(model.error)
 
 
+@pytest.mark.parametrize("queue_cls", [ActionQueue, BlockingAsyncQueue], ids=["sync", "async"])
 @settings(max_examples=200, deadline=None, database=None)
-@given(queue_specs)
-def test_queue_follows_the_model(spec: QueueSpec) -> None:
-    """S1-S6, S11, E1, E3-E5: random queues behave as the model says."""
-    drive(spec)
+@given(spec=queue_specs)
+def test_queue_follows_the_model(queue_cls: type, spec: QueueSpec) -> None:
+    """S1-S6, S11, E1, E3-E5: random queues behave as the model says, on both drivers
+    (the async one awaiting async actions)."""
+    drive(spec, queue_cls)
 
 
 def test_model_predicts_a_known_run() -> None:

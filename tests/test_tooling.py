@@ -33,3 +33,49 @@ def test_tool_passes(command: list[str]) -> None:
         [tool(command[0]), *command[1:]], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert 0 == result.returncode, result.stdout + result.stderr
+
+
+def test_the_sync_driver_is_generated_from_the_async_one() -> None:
+    """_driver_sync.py is exactly what tools/unasync.py makes of _driver_async.py."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "unasync.py"), "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert 0 == result.returncode, result.stderr
+
+
+def test_unasync_rules() -> None:
+    """Each rule of the generator, on a sample."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import unasync
+    finally:
+        sys.path.pop(0)
+    sample = '''"""Doc."""
+# sync-only: import time
+class AsyncDriver:
+    async def go(self) -> None:
+        async with self.lock():
+            await self.write()
+        await asyncio.sleep(1)  # sync: time.sleep(1)
+        # sync-next: if done:
+        if done and more:
+            pass
+        await x  # async-only
+        # begin async-only
+        await y
+        # end async-only
+'''
+    expected = """import time
+class SyncDriver:
+    def go(self) -> None:
+        with self.lock():
+            self.write()
+        time.sleep(1)
+        if done:
+            pass
+"""
+    assert unasync.HEADER + expected == unasync.unasync(sample)

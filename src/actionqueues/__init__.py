@@ -7,6 +7,7 @@ The public API lives here; the 0.8.2 modules (``actionqueues.actionqueue``,
 
 from . import action, actionqueue, aqstatemachine, exceptionfactory, journal
 from ._action import Action, ActionLike, FunctionAction
+from ._aio import AsyncActionQueue
 from ._durable import (
     Registry,
     StateError,
@@ -62,6 +63,7 @@ __all__ = [
     "ActionQueue",
     "ActionQueueError",
     "ActionRetryException",
+    "AsyncActionQueue",
     "DoublingBackoffExceptionFactory",
     "Event",
     "FunctionAction",

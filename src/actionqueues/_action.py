@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
@@ -84,6 +85,14 @@ class FunctionAction(Generic[T_co]):
 
     def __repr__(self) -> str:
         return f"FunctionAction({self.execute!r}, {self.rollback!r}, name={self.name!r})"
+
+
+def is_async_callable(fn: object) -> bool:
+    """Whether calling ``fn`` makes a coroutine: an ``async def`` function (or an
+    object whose ``__call__`` is one)."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - the method itself, not callable()
+    )
 
 
 def callable_name(fn: object) -> str:

@@ -11,12 +11,15 @@ import dataclasses
 import json
 import uuid
 from collections.abc import Callable
-from contextvars import ContextVar, Token
-from typing import Any, NamedTuple, TypeVar
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from ._action import FunctionAction
+from ._action import FunctionAction, is_async_callable
 from ._errors import ActionQueueError, InvalidActionError
 from ._report import Phase
+
+if TYPE_CHECKING:
+    import asyncio
 from .journal import Journal, NewRun, RunRecorder
 
 T = TypeVar("T", bound=type)
@@ -122,6 +125,13 @@ class Registry:
                     f"methods, not {klass!r}."
                 )
                 raise InvalidActionError(msg)
+            for hook, fn in (("encode", encode), ("decode", decode)):
+                if fn is not None and (not callable(fn) or is_async_callable(fn)):
+                    msg = (
+                        f"register({name!r}, {hook}={fn!r}): {hook} must be a plain "
+                        "function (not async def): states are encoded as steps run."
+                    )
+                    raise InvalidActionError(msg)
             taken = self._by_name.get(name)
             if taken is not None and taken.cls is not klass:
                 msg = (
@@ -266,16 +276,18 @@ class DurableRun:
     """
 
     __slots__ = (
+        "_lock",
         "claim",
+        "entered",
         "fold",
         "journal",
         "mode",
         "names",
+        "previous",
         "recorder",
         "registry",
         "run_id",
         "states",
-        "token",
     )
 
     def __init__(
@@ -296,7 +308,18 @@ class DurableRun:
         self.states: list[str] = []  # each action's state when it was added
         self.recorder: RunRecorder | None = None
         self.claim = 0
-        self.token: Token[StepContext | None] | None = None
+        self.entered = False  # the step context is set (and ``previous`` kept)
+        self.previous: StepContext | None = None
+        self._lock: asyncio.Lock | None = None
+
+    def lock(self) -> asyncio.Lock:
+        """The async queue's lock: one journal write of the run at a time (the
+        members of a parallel group write from tasks of their own)."""
+        if self._lock is None:
+            import asyncio
+
+            self._lock = asyncio.Lock()
+        return self._lock
 
     def check_add(self, action: object) -> tuple[str, str]:
         """D11: refuse, at add(), an action a journal could not record or rebuild; its
@@ -343,13 +366,15 @@ class DurableRun:
     def enter(self, index: int, name: str, phase: Phase, attempt: int) -> None:
         """Set the step context for the call about to be made."""
         step = StepContext(self.run_id, index, name, phase, attempt, self.claim)
-        if self.token is None:
-            self.token = _CURRENT.set(step)
-        else:
-            _CURRENT.set(step)
+        if not self.entered:
+            self.previous, self.entered = _CURRENT.get(), True
+        _CURRENT.set(step)
 
     def leave(self) -> None:
         """The phase is over: restore the caller's step context."""
-        if self.token is not None:
-            _CURRENT.reset(self.token)
-            self.token = None
+        # Set back rather than reset with a token: the async queue calls steps in
+        # tasks of their own (parallel groups, a shielded rollback), each with a copy
+        # of the context, and a token only resets the context it was made in.
+        if self.entered:
+            _CURRENT.set(self.previous)
+            self.entered = False

@@ -42,16 +42,14 @@ nobody reads.
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable, Iterable
 from time import perf_counter
-from typing import Any, ClassVar, Final, NamedTuple, NoReturn, TypedDict, Unpack
+from typing import Any, ClassVar, Final, NamedTuple, NoReturn, TypedDict, Unpack, cast
 
 from . import _retry
-from ._action import ActionLike, FunctionAction, callable_name
+from ._action import ActionLike, FunctionAction, callable_name, is_async_callable
 from ._durable import DurableRun, Registry, registry
 from ._errors import (
-    ActionQueueError,
     ActionRetryException,
     InvalidActionError,
     InvalidArgumentError,
@@ -69,12 +67,11 @@ from ._events import (
     StepRolledBack,
     StepStarted,
     StepSucceeded,
-    logger,
 )
 from ._lifecycle import ALLOWED, QueueState, lifecycle_error
 from ._report import Phase, RunReport, RunStatus, StepReport, StepStatus
 from ._retry import RetryPolicy, next_wait
-from .journal import Journal, JournalError, LeaseLostError
+from .journal import Journal, JournalError
 
 # Enum members are slow to look up on their class; the hot paths use these.
 _NEW: Final = QueueState.NEW
@@ -93,6 +90,8 @@ _ROLLBACK_FROM: Final = ALLOWED["rollback"]
 # execute and rollback): later instances skip them. A global, not an attribute, for
 # the speed of add(). Bounded, so that classes made on the fly are not kept forever.
 _CHECKED: Final[set[type]] = set()
+# Likewise for the async queue, classes with an ``async def`` execute or rollback.
+_CHECKED_ASYNC: Final[set[type]] = set()
 _CHECKED_MAX: Final = 1024
 
 
@@ -108,6 +107,7 @@ class _NoEntries(dict[Any, Any]):
 
 
 _EMPTY: Final = _NoEntries()
+_EMPTY_SET: Final[set[Any]] = frozenset()  # type: ignore[assignment]
 _EMPTY_LIST: Final[list[float]] = []
 _DEFAULT_BUS: Final = EventBus(())
 
@@ -133,6 +133,7 @@ class StepOptions(TypedDict, total=False):
     name: str
     retry: RetryPolicy | None
     rollback_retry: RetryPolicy | None
+    timeout: float | None
 
 
 class _Snapshot(NamedTuple):
@@ -173,9 +174,14 @@ class Engine:
         "_calling",
         "_durable",
         "_end",
+        "_ends",
         "_error",
+        "_errors",
         "_execute_policy",
         "_executed",
+        "_failed_step",
+        "_groups",
+        "_inflight",
         "_interrupt",
         "_may_retry",
         "_name",
@@ -186,6 +192,7 @@ class Engine:
         "_rb_index",
         "_rb_starts",
         "_rb_t0",
+        "_report_end",
         "_report_finish",
         "_results",
         "_rollback_policy",
@@ -195,6 +202,8 @@ class Engine:
         "_strict",
         "_t0",
         "_timed",
+        "_timeout",
+        "_timeouts",
         "_track",
     )
 
@@ -212,6 +221,7 @@ class Engine:
         recovery: str = "rollback",
         run_id: str | None = None,
         one_commit_per_step: bool = False,
+        timeout: float | None = None,
     ) -> None:
         if name is not None and not isinstance(name, str):
             msg = f"ActionQueue(name={name!r}): the name must be a string, or None."
@@ -220,15 +230,19 @@ class Engine:
         self._execute_policy = _check_policy(retry, "ActionQueue(retry")
         self._rollback_policy = _check_policy(rollback_retry, "ActionQueue(rollback_retry")
         self._strict = strict
+        self._timeout = (
+            None if timeout is None else self._check_timeout(timeout, f"{type(self).__name__}(")
+        )
         if listeners == ():
             self._bus = _DEFAULT_BUS
-            self._track = self._report_finish = False
+            self._track = self._report_finish = self._report_end = False
         else:
             self._bus = bus = EventBus(listeners)
             self._track = (
                 bus.wants(StepStarted) or bus.wants(StepSucceeded) or bus.wants(StepRolledBack)
             )
             self._report_finish = bus.wants(RunFinished)
+            self._report_end = self._report_finish or bus.wants(StepFailed)
         self._durable = (
             None
             if journal is None
@@ -250,10 +264,17 @@ class Engine:
         self._attempts: dict[tuple[Phase, int], int] = _EMPTY
         self._skipped: dict[tuple[Phase, int], float] = _EMPTY
         self._rb_errors: dict[int, BaseException] = _EMPTY
+        self._errors: dict[int, BaseException] = _EMPTY  # other failed group members
+        self._timeouts: dict[int, float] = _EMPTY
+        # Parallel groups: first member's index -> one past the last member's.
+        self._groups: dict[int, int] = _EMPTY
+        self._inflight: set[int] = _EMPTY_SET  # group members being called now
+        self._ends: dict[tuple[Phase, int], float] = _EMPTY  # group members' end times
         # A result per step that returned; a start time per step when timed.
         self._results: list[object] = []
         self._starts: list[float] = []
         self._executed = 0  # steps that count as executed, once execution ended
+        self._failed_step = -1  # the step whose failure stopped execution
         self._calling = False  # a step's method is being called (for mid-run reports)
         self._rb_starts: list[float] = _EMPTY_LIST
         self._rb_index = 0  # the step rolling back now; later executed steps are done
@@ -287,6 +308,12 @@ class Engine:
             msg = f"ActionQueue(run_id={run_id!r}): a run id is a non-empty string."
             raise InvalidArgumentError(msg)
         return DurableRun(journal, names or registry, recovery, run_id, fold=fold)
+
+    def __repr__(self) -> str:
+        name = f" {self._name!r}" if self._name else ""
+        count = len(self._actions)
+        kind = "AsyncActionQueue" if self._asynchronous else "ActionQueue"
+        return f"<{kind}{name}: {count} step{'s' * (count != 1)}, {self._state.value}>"
 
     # -- building the queue ---------------------------------------------------------
 
@@ -326,6 +353,43 @@ class Engine:
             self._set_options(len(self._actions), options)
         self._actions.append(action)  # type: ignore[arg-type]
 
+    def _add_group(
+        self, actions: tuple[ActionLike | Callable[[], object], ...], options: StepOptions
+    ) -> None:
+        """Add a parallel group (the async queue's ``add_parallel``): all its members
+        are checked before any is kept."""
+        if self._state not in _ADD_FROM:
+            raise lifecycle_error("add", self._state)
+        if not actions:
+            msg = (
+                "add_parallel() was given no actions. Pass the actions to start "
+                "together: add_parallel(a, b, c)."
+            )
+            raise InvalidArgumentError(msg)
+        members = [
+            cast("ActionLike", a) if type(a) in _CHECKED else self._as_action(a, None)
+            for a in actions
+        ]
+        durable = self._durable
+        entries = [durable.check_add(a) for a in members] if durable is not None else []
+        first = len(self._actions)
+        name = options.get("name")
+        if name is not None and not isinstance(name, str):
+            msg = f"add_parallel(name={name!r}): a group's name must be a string."
+            raise InvalidArgumentError(msg)
+        for k in range(len(members)):
+            if options:
+                own = dict(options)
+                if name is not None:
+                    own["name"] = f"{name}[{k + 1}]"
+                self._set_options(first + k, cast("StepOptions", own))
+        self._actions.extend(members)
+        for entry in entries:
+            durable.accept(entry)  # type: ignore[union-attr]
+        if not self._groups:
+            self._groups = {}
+        self._groups[first] = len(self._actions)
+
     def _add_durable(self, action: object, options: StepOptions) -> None:
         """add() for a durable queue: D11 checks first; nothing is kept if one fails."""
         durable = self._durable
@@ -341,13 +405,16 @@ class Engine:
         if unknown:
             msg = (
                 f"add() got unknown option(s) {', '.join(sorted(unknown))}; the options "
-                "are name=, retry= and rollback_retry=."
+                "are name=, retry=, rollback_retry= and (AsyncActionQueue) timeout=."
             )
             raise InvalidArgumentError(msg)
         name = options.get("name")
         if name is not None and not isinstance(name, str):
             msg = f"add(name={name!r}): a step's name must be a string."
             raise InvalidArgumentError(msg)
+        timeout = options.get("timeout")
+        if timeout is not None:
+            timeout = self._check_timeout(timeout, "add(")
         policies = [
             (phase, _check_policy(options.get(key), f"add({key}"))
             for phase, key in ((_EXECUTE, "retry"), (_ROLLBACK, "rollback_retry"))
@@ -357,6 +424,10 @@ class Engine:
             if not self._names:
                 self._names = {}
             self._names[index] = name
+        if timeout is not None:
+            if not self._timeouts:
+                self._timeouts = {}
+            self._timeouts[index] = timeout
         for phase, policy in policies:
             if policy is not None:
                 if not self._policies:
@@ -364,8 +435,27 @@ class Engine:
                 self._policies[phase, index] = policy
                 self._timed = self._may_retry = True
 
+    def _check_timeout(self, timeout: object, where: str) -> float:
+        """A per-call timeout: a positive number of seconds, for the async queue."""
+        if not self._asynchronous:
+            msg = (
+                f"{where}timeout={timeout!r}): ActionQueue calls actions synchronously and "
+                "cannot interrupt them. Timeouts are for AsyncActionQueue."
+            )
+            raise InvalidArgumentError(msg)
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not 0 < timeout < float("inf")
+        ):
+            msg = f"{where}timeout={timeout!r}): a timeout is a number of seconds, more than 0."
+            raise InvalidArgumentError(msg)
+        return float(timeout)
+
     def _as_action(self, obj: object, rollback: object) -> ActionLike:
         """Check ``obj`` (and ``rollback``) and return the action to run."""
+        if rollback is None and type(obj) in _CHECKED_ASYNC and self._asynchronous:
+            return obj  # type: ignore[return-value]
         if isinstance(obj, type):
             msg = (
                 f"add() was given the class {obj.__qualname__}, not an instance of it. "
@@ -397,17 +487,14 @@ class Engine:
                 raise InvalidActionError(msg)
             plain = self._check_sync(obj, execute, undo)
             cls = type(obj)
-            if (
-                plain
-                and callable(getattr(cls, "execute", None))
-                and callable(getattr(cls, "rollback", None))
-            ):
+            if callable(getattr(cls, "execute", None)) and callable(getattr(cls, "rollback", None)):
                 # Later instances skip the checks: one whose instance attributes hide
                 # the class's methods (with a non-callable, or an async def function)
                 # is then found out only when called.
-                if len(_CHECKED) >= _CHECKED_MAX:
-                    _CHECKED.clear()
-                _CHECKED.add(cls)
+                checked = _CHECKED if plain else _CHECKED_ASYNC
+                if len(checked) >= _CHECKED_MAX:
+                    checked.clear()
+                checked.add(cls)
             return obj  # type: ignore[return-value]
         if not callable(obj):
             msg = (
@@ -429,10 +516,7 @@ class Engine:
         """Whether ``methods`` are all plain (not ``async def``); the sync queue, which
         never awaits, refuses the others up front."""
         for method in methods:
-            if method is not None and (
-                inspect.iscoroutinefunction(method)
-                or inspect.iscoroutinefunction(getattr(method, "__call__", None))  # noqa: B004
-            ):
+            if method is not None and is_async_callable(method):
                 if self._asynchronous:
                     return False
                 msg = (
@@ -473,69 +557,22 @@ class Engine:
             if self._interrupt is None:
                 self._interrupt = exc
 
-    def _step_started(self, index: int, phase: Phase, attempt: int) -> None:
-        self._calling = True
-        if self._durable is not None:
-            self._record_started(self._durable, index, phase, attempt)
-        if self._bus.wants(StepStarted):
-            self._emit(
-                StepStarted(
-                    queue=self._name,
-                    step=self._step_name(index),
-                    index=index,
-                    phase=phase,
-                    attempt=attempt,
-                )
+    def _announce_started(self, index: int, phase: Phase, attempt: int) -> None:
+        """Tell StepStarted listeners (callers check ``wants`` first)."""
+        self._emit(
+            StepStarted(
+                queue=self._name,
+                step=self._step_name(index),
+                index=index,
+                phase=phase,
+                attempt=attempt,
             )
+        )
 
-    def _record_started(self, durable: DurableRun, index: int, phase: Phase, attempt: int) -> None:
-        """D1/D3: before a step's first call, commit that it is executing (or rolling
-        back), with its state then. A journal that cannot be written stops the run
-        before the side effect (D10); during rollback, the compensation matters more
-        than its record, so the rollback goes on (unless another process owns the run)."""
-        durable.enter(index, self._step_name(index), phase, attempt)
-        if attempt != 1:
-            return
-        recorder = durable.recorder
-        assert recorder is not None
-        if phase is _EXECUTE:
-            recorder.step_started(index, "executing", durable.state(index, self._actions[index]))
-            return
-        try:
-            state = durable.state(index, self._actions[index])
-            recorder.step_started(index, "rolling_back", state, "rolling_back")
-        except LeaseLostError:
-            raise
-        except (JournalError, ActionQueueError) as exc:
-            logger.error("rolling back step %d without a journal record: %s", index + 1, exc)
-
-    def _record_done(self, durable: DurableRun, index: int, phase: Phase) -> None:
-        """D2/D3: the step returned; record it with its state after. During rollback a
-        journal or state error is logged and the rollback goes on."""
-        recorder = durable.recorder
-        assert recorder is not None
-        status = "executed" if phase is _EXECUTE else "rolled_back"
-        attempts = self._attempts.get((phase, index), 1)
-        if phase is _EXECUTE:
-            recorder.step_done(index, status, durable.state(index, self._actions[index]), attempts)
-            return
-        try:
-            state: str | None = durable.state(index, self._actions[index])
-        except ActionQueueError as exc:
-            logger.error("step %d rolled back, its state not recorded: %s", index + 1, exc)
-            state = None
-        try:
-            recorder.step_done(index, status, state, attempts)
-        except LeaseLostError:
-            raise
-        except JournalError as exc:  # kept pending: the next write tries again
-            logger.error("step %d rolled back, not yet recorded: %s", index + 1, exc)
-
-    def _step_succeeded(self, index: int, phase: Phase) -> None:
+    def _announce_succeeded(self, index: int, phase: Phase) -> None:
+        """Tell StepSucceeded (or StepRolledBack) listeners that step ``index``'s call
+        returned."""
         bus = self._bus
-        self._calling = False
-        if self._durable is not None:
-            self._record_done(self._durable, index, phase)
         if phase is _EXECUTE:
             if bus.wants(StepSucceeded):
                 self._emit(
@@ -545,7 +582,8 @@ class Engine:
                         index=index,
                         attempt=self._attempts.get((phase, index), 1),
                         result=self._results[index],
-                        duration=perf_counter() - self._starts[index],
+                        duration=self._ends.get((phase, index), perf_counter())
+                        - self._starts[index],
                     )
                 )
         elif bus.wants(StepRolledBack):
@@ -555,9 +593,26 @@ class Engine:
                     step=self._step_name(index),
                     index=index,
                     attempt=self._attempts.get((phase, index), 1),
-                    duration=perf_counter() - self._rb_starts[-1],
+                    duration=self._ends.get((phase, index), perf_counter()) - self._rb_start(index),
                 )
             )
+
+    def _timeout_of(self, index: int) -> float | None:
+        """The timeout of step ``index``'s execute (the async queue's), if any."""
+        timeouts = self._timeouts
+        if timeouts and index in timeouts:
+            return timeouts[index]
+        return self._timeout
+
+    def _unawaited(self, result: object, index: int, phase: Phase) -> InvalidActionError:
+        """The sync queue's refusal of a coroutine an action returned (closed, so
+        that Python does not warn that it was never awaited)."""
+        result.close()  # type: ignore[attr-defined]
+        return InvalidActionError(
+            f"Step {index + 1} ({self._step_name(index)!r}) returned a coroutine from "
+            f"{phase.value}(), which ActionQueue never awaits. Make {phase.value}() a "
+            "plain function, or run the queue with AsyncActionQueue."
+        )
 
     def _finished(self) -> None:
         """Tell RunFinished listeners (callers check ``_report_finish`` first)."""
@@ -622,7 +677,7 @@ class Engine:
         skipped = self._skipped.get(key, 0.0)
         elapsed = skipped
         if policy is not None:  # a policy turned timing on: the step's start is known
-            start = self._starts[index] if phase is _EXECUTE else self._rb_starts[-1]
+            start = self._starts[index] if phase is _EXECUTE else self._rb_start(index)
             elapsed += perf_counter() - start
         wait = next_wait(policy, error, attempt, elapsed, self._step_name(index))
         if wait is None or self._interrupt is not None:
@@ -647,11 +702,9 @@ class Engine:
             return 0.0
         return wait
 
-    def _retry_started(self, index: int, phase: Phase, attempt: int) -> None:
-        """A retry's call is about to be made: count it, and tell observers."""
-        self._attempts[phase, index] = attempt  # a real dict: _failed() made it
-        if self._track:
-            self._step_started(index, phase, attempt)
+    def _rb_start(self, index: int) -> float:
+        """When step ``index``'s rollback started (steps roll back latest first)."""
+        return self._rb_starts[self._executed - 1 - index]
 
     @staticmethod
     def _final_error(error: BaseException) -> BaseException:
@@ -664,65 +717,53 @@ class Engine:
             return error.original_exception
         return error
 
-    def _end_execute(self, error: BaseException | None, in_call: bool = False) -> None:
-        """Execution ended: with no error, or with ``error`` from a step's calls
-        (``in_call``: that step counts as executed, S3/S11) or from between steps."""
+    def _end_execute(self, error: BaseException | None, failed: int = -1) -> None:
+        """Execution ended: with no error, or with ``error`` from the calls of step
+        ``failed`` (which counts as executed, S3/S11), or from between steps (-1). A
+        durable queue's driver then awaits :meth:`_record_end` before, as for every
+        queue, :meth:`_announce_end`."""
         if self._timed:
             self._end = perf_counter()
         self._calling = False
         executed = len(self._results)
-        durable = self._durable
-        if durable is not None:
-            durable.leave()
         if error is None:
             self._state = _EXECUTED
             self._executed = executed
-            try:
-                if durable is not None:  # D4; unrecorded, the run must not count as done
-                    durable.recorder.finish("completed")  # type: ignore[union-attr]
-                if self._report_finish:
-                    self._finished()
-            except BaseException as exc:  # a journal error, or a listener's interrupt
-                self._state = _FAILED
-                self._error = exc
-                raise
-            return
         else:
             self._state = _FAILED
             self._error = error
-            self._executed = executed + in_call
-            if durable is not None and durable.recorder is not None:
-                self._record_failure(durable, executed if in_call else -1, error)
-            if in_call and self._bus.wants(StepFailed):
+            self._failed_step = failed
+            self._executed = executed if failed < executed else failed + 1
+
+    def _announce_end(self) -> None:
+        """Tell listeners how execution ended (callers check ``_report_end`` first)."""
+        error = self._error
+        if error is not None and self._bus.wants(StepFailed):
+            for index in self._failures():
                 self._emit(
                     StepFailed(
                         queue=self._name,
-                        step=self._step_name(executed),
-                        index=executed,
-                        attempt=self._attempts.get((_EXECUTE, executed), 1),
-                        error=error,
+                        step=self._step_name(index),
+                        index=index,
+                        attempt=self._attempts.get((_EXECUTE, index), 1),
+                        error=self._errors.get(index, error),
                     )
                 )
         if self._report_finish:
-            self._finished()
+            try:
+                self._finished()
+            except BaseException as exc:  # a listener's interrupt: not done after all
+                if error is None:
+                    self._state = _FAILED
+                    self._error = exc
+                raise
 
-    def _record_failure(self, durable: DurableRun, index: int, error: BaseException) -> None:
-        """D4: execution failed; record it (a journal error is logged, not raised: the
-        action's own exception is what propagates)."""
-        recorder = durable.recorder
-        assert recorder is not None
-        try:
-            if index >= 0:
-                recorder.step_failed(
-                    index,
-                    "failed",
-                    durable.state(index, self._actions[index]),
-                    self._attempts.get((_EXECUTE, index), 1),
-                    repr(error),
-                )
-            recorder.finish("failed", repr(error))
-        except (JournalError, ActionQueueError) as exc:
-            logger.error("could not record the failure of run %s: %s", durable.run_id, exc)
+    def _failures(self) -> list[int]:
+        """The steps whose calls failed for good: the one that stopped execution, and
+        any other member of its parallel group that failed too."""
+        if not self._errors:
+            return [] if self._failed_step < 0 else [self._failed_step]
+        return sorted({self._failed_step, *self._errors} - {-1})
 
     def _executed_count(self) -> int:
         """Steps that count as executed so far (the one being called included)."""
@@ -732,9 +773,7 @@ class Engine:
 
     def _failed_index(self) -> int:
         """The step whose failure stopped execution, or -1."""
-        if self._error is not None and len(self._results) < self._executed:
-            return self._executed - 1
-        return -1
+        return self._failed_step
 
     # -- rollback -------------------------------------------------------------------
 
@@ -749,6 +788,36 @@ class Engine:
             self._rb_starts = []
             self._rb_t0 = perf_counter()
         return range(self._executed - 1, -1, -1)
+
+    def _end_rollback(self) -> None:
+        """Every rollback was tried. A durable queue's driver then records the outcome
+        before asking :meth:`_rollback_outcome` what to raise."""
+        if self._timed:
+            self._rb_end = perf_counter()
+        self._state = _ROLLED_BACK
+        self._rb_index = 0
+        self._calling = False
+
+    def _rollback_outcome(self) -> BaseException | None:
+        """Tell listeners the run finished; the exception ``rollback()`` must raise.
+
+        A KeyboardInterrupt, SystemExit or cancellation raised by a rollback (or a
+        listener) did not stop the other rollbacks; it is raised now. In strict mode,
+        rollback failures are raised together as a :class:`RollbackError`.
+        """
+        if self._report_finish:
+            self._finished()
+        if self._interrupt is not None:
+            return self._interrupt
+        if self._strict and self._rb_errors:
+            report = self.report
+            report.steps  # noqa: B018 - built now: the error must not keep the queue alive
+            # With no interrupt pending, every rollback failure is an Exception.
+            failures = [e for e in report.rollback_errors if isinstance(e, Exception)]
+            group = RollbackError(report.summary(), failures, report=report)
+            group.__cause__ = self._error
+            return group
+        return None
 
     def _rollback_failed(self, index: int, error: BaseException) -> None:
         """A rollback gave up: record, log and report it; rollback goes on (S5, E3)."""
@@ -775,41 +844,6 @@ class Engine:
                 error=error,
             )
         )
-
-    def _end_rollback(self) -> BaseException | None:
-        """Finish the rollback; the exception ``rollback()`` must raise, if any.
-
-        A KeyboardInterrupt, SystemExit or cancellation raised by a rollback (or a
-        listener) did not stop the other rollbacks; it is raised now. In strict mode,
-        rollback failures are raised together as a :class:`RollbackError`.
-        """
-        if self._timed:
-            self._rb_end = perf_counter()
-        self._state = _ROLLED_BACK
-        self._rb_index = 0
-        self._calling = False
-        durable = self._durable
-        if durable is not None and durable.recorder is not None:
-            durable.leave()
-            try:
-                durable.recorder.finish("rollback_failed" if self._rb_errors else "rolled_back")
-            except (JournalError, ActionQueueError) as exc:
-                logger.error(
-                    "could not record the end of run %s's rollback: %s", durable.run_id, exc
-                )
-        if self._report_finish:
-            self._finished()
-        if self._interrupt is not None:
-            return self._interrupt
-        if self._strict and self._rb_errors:
-            report = self.report
-            report.steps  # noqa: B018 - built now: the error must not keep the queue alive
-            # With no interrupt pending, every rollback failure is an Exception.
-            failures = [e for e in report.rollback_errors if isinstance(e, Exception)]
-            group = RollbackError(report.summary(), failures, report=report)
-            group.__cause__ = self._error
-            return group
-        return None
 
     # -- reporting ------------------------------------------------------------------
 
@@ -881,8 +915,12 @@ class Engine:
         timed = self._timed
         starts = self._starts
         duration = None
+        ends = self._ends
         if timed and i < len(starts):
-            duration = (starts[i + 1] if i + 1 < len(starts) else snap.end) - starts[i]
+            end = ends.get((_EXECUTE, i)) if ends else None
+            if end is None:
+                end = starts[i + 1] if i + 1 < len(starts) else snap.end
+            duration = end - starts[i]
         results = self._results
         rollback_attempts = 0
         rollback_duration = None
@@ -893,9 +931,10 @@ class Engine:
             rb_starts = self._rb_starts
             k = snap.executed - 1 - i  # position in rollback order
             if timed and k < len(rb_starts):
-                rollback_duration = (
-                    rb_starts[k + 1] if k + 1 < len(rb_starts) else snap.rb_end
-                ) - rb_starts[k]
+                end = ends.get((_ROLLBACK, i)) if ends else None
+                if end is None:
+                    end = rb_starts[k + 1] if k + 1 < len(rb_starts) else snap.rb_end
+                rollback_duration = end - rb_starts[k]
         return StepReport(
             i,
             name,
@@ -903,22 +942,32 @@ class Engine:
             self._attempts.get((_EXECUTE, i), 1),
             duration,
             results[i] if i < len(results) else None,
-            self._error if i == snap.failed else None,
+            self._error if i == snap.failed else self._errors.get(i),
             rollback_attempts,
             rollback_duration,
             rollback_error,
+            self._group_of(i) if self._groups else None,
         )
+
+    def _group_of(self, index: int) -> int | None:
+        """The parallel group of step ``index``: its first member's index, or None."""
+        for first, end in self._groups.items():
+            if first <= index < end:
+                return first
+        return None
 
     def _step_status(self, i: int, snap: _Snapshot) -> StepStatus:
         if i >= snap.first_undone:
             if i in self._rb_errors:
                 return StepStatus.ROLLBACK_FAILED
-            if i == snap.first_undone and snap.state is _ROLLING_BACK and snap.calling:
+            if snap.state is _ROLLING_BACK and (
+                (i == snap.first_undone and snap.calling) or i in self._inflight
+            ):
                 return StepStatus.ROLLING_BACK
             return StepStatus.ROLLED_BACK
-        if i == snap.failed:
+        if i == snap.failed or i in self._errors:
             return StepStatus.FAILED
-        if i == snap.executed - 1 and snap.calling:
+        if (i == snap.executed - 1 and snap.calling) or i in self._inflight:
             return StepStatus.EXECUTING
         return StepStatus.EXECUTED
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
+from ._action import is_async_callable
 from ._errors import InvalidListenerError
 from ._report import Phase, RunReport
 
@@ -204,6 +205,13 @@ class EventBus:
                 msg = (
                     f"Listener {listener!r} is not callable. A listener is a function (or "
                     "an object with __call__) that takes one event."
+                )
+                raise InvalidListenerError(msg)
+            if is_async_callable(listener):
+                msg = (
+                    f"Listener {listener!r} is a coroutine function (async def); listeners "
+                    "are called synchronously, also by AsyncActionQueue, and would never "
+                    "be awaited. Use a plain function (it may schedule a task)."
                 )
                 raise InvalidListenerError(msg)
             kinds = _events_of(listener)

@@ -11,10 +11,13 @@ again from the step that was executing (which must therefore be idempotent).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import NamedTuple, cast
+import asyncio
+import inspect
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from typing import Any, NamedTuple, cast
 
 from ._action import ActionLike
+from ._aio import AsyncActionQueue
 from ._durable import Registry, StateError
 from ._durable import registry as default_registry
 from ._errors import ActionQueueError
@@ -136,7 +139,10 @@ def recover_run(
         return Recovered(row.id, row.name, "skipped", problem, None, steps)
     except StateError as exc:
         return Recovered(row.id, row.name, "skipped", str(exc), None, steps)
-    queue = ActionQueue(
+    # A run of async actions is recovered by an AsyncActionQueue, on an event loop of
+    # its own (from inside a running loop, call recover() in a thread).
+    asynchronous = any(_is_async(action) for action in actions)
+    queue = (AsyncActionQueue if asynchronous else ActionQueue)(
         name=row.name,
         listeners=listeners,
         journal=journal,
@@ -155,22 +161,36 @@ def recover_run(
     durable.adopt(recorder, [step.action for step in steps])
     undo = [step.index for step in steps if step.status in _TO_UNDO]
     resume = row.mode == "resume" and row.status == "running"
+    finish: Callable[[], object]
+    if resume:
+        done = 0
+        while done < len(steps) and steps[done].status == "executed":
+            done += 1
+        queue._prepare_resume(done)
+        finish = queue.run
+    else:
+        # Rollbacks that failed for good under an earlier claim still count.
+        earlier = {s.index: s.rollback_error for s in steps if s.status == "rollback_failed"}
+        queue._prepare_undo(max(undo) + 1 if undo else 0, earlier)
+        finish = queue.rollback
     try:
-        if resume:
-            done = 0
-            while done < len(steps) and steps[done].status == "executed":
-                done += 1
-            queue._resume(done)
+        if asynchronous:
+            asyncio.run(cast("Callable[[], Coroutine[Any, Any, object]]", finish)())
         else:
-            # Rollbacks that failed for good under an earlier claim still count.
-            earlier = {s.index: s.rollback_error for s in steps if s.status == "rollback_failed"}
-            queue._undo(max(undo) + 1 if undo else 0, earlier)
+            finish()
     except LeaseLostError as exc:
         return Recovered(row.id, row.name, "lost", str(exc), queue.report, _steps(journal, row))
     except Exception:  # noqa: S110 - a resumed step failed: run() rolled back; reported below
         pass
     report = queue.report
     return Recovered(row.id, row.name, report.status.value, None, report, _steps(journal, row))
+
+
+def _is_async(action: object) -> bool:
+    return any(
+        inspect.iscoroutinefunction(getattr(action, method, None))
+        for method in ("execute", "rollback")
+    )
 
 
 def _steps(journal: Journal, row: RunRow) -> list[StepRow]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import sys
 from collections.abc import Callable
 from typing import NamedTuple, cast
 
@@ -60,8 +61,12 @@ class StepReport(NamedTuple):
         rollback_attempts: Calls to ``rollback``.
         rollback_duration: Seconds spent rolling back, or None.
         rollback_error: What ``rollback`` raised when it failed for good.
+        group: For a member of a parallel group (``AsyncActionQueue.add_parallel``),
+            the index of the group's first member; else None.
 
     .. versionadded:: 1.0
+    .. versionchanged:: 1.0
+       ``group``.
     """
 
     # A named tuple: immutable, and about ten times cheaper to build than a frozen
@@ -76,6 +81,7 @@ class StepReport(NamedTuple):
     rollback_attempts: int = 0
     rollback_duration: float | None = None
     rollback_error: BaseException | None = None
+    group: int | None = None
 
 
 class RunReport:
@@ -174,6 +180,20 @@ class RunReport:
         return None if self._failed is None else self.steps[self._failed[0]]
 
     @property
+    def cancelled(self) -> bool:
+        """True when execution was stopped by a cancellation: the task running an
+        ``AsyncActionQueue`` was cancelled (``CancelledError``), or a sync queue got
+        a ``KeyboardInterrupt``.
+
+        .. versionadded:: 1.0
+        """
+        error = self.error
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        aio = sys.modules.get("asyncio")  # no asyncio imported: nothing was cancelled
+        return aio is not None and isinstance(error, aio.CancelledError)
+
+    @property
     def ok(self) -> bool:
         """True when every step executed and nothing was rolled back."""
         return self.status is RunStatus.COMPLETED
@@ -211,10 +231,9 @@ class RunReport:
                 head += f" after {type(self.error).__name__} between steps"
         else:
             index, name = self._failed
-            head = (
-                f"{label}: step {index + 1} of {self._total} ({name!r}) "
-                f"failed with {type(self.error).__name__}"
-            )
+            kind = type(self.error).__name__
+            how = f"was cancelled ({kind})" if self.cancelled else f"failed with {kind}"
+            head = f"{label}: step {index + 1} of {self._total} ({name!r}) {how}"
         undone = self._rolled_back
         if undone:
             head += f"; rolled back {undone} step{'s' * (undone != 1)}"

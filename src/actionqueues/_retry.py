@@ -16,6 +16,7 @@ from numbers import Real
 from types import TracebackType
 from typing import Final, NoReturn, TypeAlias
 
+from ._action import is_async_callable
 from ._errors import ActionRetryException, InvalidBackoffError, InvalidPolicyError
 
 #: A predicate for ``on``: return ``True`` to retry with backoff, ``False`` not to
@@ -128,6 +129,13 @@ def _check_on(on: object) -> tuple[tuple[type[Exception], ...], RetryPredicate |
     if isinstance(on, tuple) and on and all(is_exc_type(t) for t in on):
         return on, None
     if callable(on) and not isinstance(on, type):
+        if is_async_callable(on):
+            msg = (
+                f"RetryPolicy(on={on!r}): on is a coroutine function (async def), but "
+                "the decision to retry is made at once, never awaited. Use a plain "
+                "function."
+            )
+            raise InvalidPolicyError(msg)
         return (), on
     msg = (
         f"RetryPolicy(on={on!r}): on must be an exception type, a non-empty tuple of "

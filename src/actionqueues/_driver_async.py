@@ -1,0 +1,460 @@
+"""The driver of the engine: it calls the actions, waits between retries and makes
+the journal's writes; every decision is the engine's (see ``_engine``).
+
+This file is the one written by hand, for ``AsyncActionQueue``. ``ActionQueue``'s
+driver, ``_driver_sync.py``, is generated from it by ``tools/unasync.py`` (as
+psycopg does): ``async``/``await`` are dropped, a line ending in ``# sync: CODE``
+becomes ``CODE``, a comment line ``# sync-only: CODE`` becomes ``CODE``, and the
+lines between ``# begin async-only`` and ``# end async-only`` are left out (and
+more: see the tool). A test
+fails when the two differ, so the rules are never written twice and the sync queue
+pays nothing for the async one.
+"""
+
+from __future__ import annotations
+
+# begin async-only
+import asyncio
+import inspect
+
+# end async-only
+# sync-only: import time
+from collections.abc import Callable, Coroutine
+from itertools import islice
+from time import perf_counter
+
+# sync-only: from types import CoroutineType
+from typing import Any, Final
+
+from ._durable import DurableRun
+from ._engine import Engine
+from ._errors import ActionQueueError
+from ._events import StepStarted, logger
+from ._lifecycle import QueueState
+from ._report import Phase
+from .journal import JournalError, LeaseLostError
+
+_EXECUTE: Final = Phase.EXECUTE
+_ROLLBACK: Final = Phase.ROLLBACK
+_FAILED: Final = QueueState.FAILED
+
+
+class AsyncDriver(Engine):
+    """Execute, roll back and retry (and, in the async queue, run parallel groups)."""
+
+    __slots__ = ()
+
+    async def execute(self) -> None:
+        """Execute every action in the order added; stop at the first failure.
+
+        An exception other than ``ActionRetryException`` propagates unchanged (the very
+        object the action raised) once any retry policy has given up; the action
+        that raised it counts as executed, so :meth:`rollback` covers it.
+
+        Raises:
+            LifecycleError: The queue was already executed.
+        """
+        actions = self._begin_execute()
+        done = self._results
+        results = done.append
+        started = self._starts.append
+        timed = self._timed
+        track = self._track
+        # begin async-only
+        groups = self._groups
+        # end async-only
+        failed = -1  # the step whose call raised, if one did
+        try:
+            steps = iter(actions)  # sync: for action in actions:
+            for action in steps:  # async-only
+                # begin async-only
+                if groups and len(done) in groups:
+                    first = len(done)
+                    failed, error = await self._execute_group(first, groups[first])
+                    if error is not None:
+                        raise error
+                    for _ in islice(steps, groups[first] - first - 1):  # the other members
+                        pass
+                    continue
+                # end async-only
+                if timed:
+                    started(perf_counter())
+                if track:
+                    await self._step_started(len(done), _EXECUTE, 1)
+                try:
+                    result = action.execute()
+                    # sync-next: if result is not None and type(result) is CoroutineType:
+                    if result is not None:
+                        result = await self._settle(result, len(done), _EXECUTE)
+                    results(result)
+                except BaseException as exc:
+                    failed = len(done)
+                    if not self._retryable(exc):
+                        raise
+                    error = exc
+                else:
+                    if track:
+                        await self._step_succeeded(len(done) - 1, _EXECUTE)
+                    continue
+                # Outside the except block, so the action's exception keeps its context.
+                results(await self._call(len(done), _EXECUTE, action.execute, error))
+                failed = -1
+                if track:
+                    await self._step_succeeded(len(done) - 1, _EXECUTE)
+        except BaseException as exc:
+            self._end_execute(exc, failed)
+            if self._durable is not None:
+                await self._record_end(self._durable)
+            if self._report_end:
+                self._announce_end()
+            # The queue keeps the exception, whose traceback keeps this frame: drop the
+            # frame's reference to the queue, one path fewer in the reference cycle.
+            del self
+            raise
+        self._end_execute(None)
+        if self._durable is not None:
+            await self._record_end(self._durable)
+        if self._report_end:
+            self._announce_end()
+
+    async def rollback(self) -> None:
+        """Roll back every executed action, the failed one included, latest first.
+
+        A rollback that fails (after its retry policy, if any, gave up) is logged on
+        the ``actionqueues`` logger and recorded in the report, and the earlier
+        actions are still rolled back.
+
+        Raises:
+            LifecycleError: The queue was not executed, or was already rolled back.
+            RollbackError: In strict mode, when any rollback failed.
+            BaseException: A KeyboardInterrupt, SystemExit or cancellation raised by a
+                rollback, once the other rollbacks are done.
+        """
+        actions = self._actions
+        indices = self._begin_rollback()
+        started = self._rb_starts.append
+        timed = self._timed
+        track = self._track
+        # begin async-only
+        groups = self._groups
+        # end async-only
+        steps = iter(indices)  # sync: for i in indices:
+        for i in steps:  # async-only
+            # begin async-only
+            if groups and (first := self._group_of(i)) is not None:
+                await self._rollback_group(first, i + 1)
+                for _ in islice(steps, i - first):  # the other members
+                    pass
+                continue
+            # end async-only
+            action = actions[i]
+            self._rb_index = i
+            if timed:
+                started(perf_counter())
+            if track:
+                await self._step_started(i, _ROLLBACK, 1)
+            try:
+                result = action.rollback()
+                # sync-next: if result is not None and type(result) is CoroutineType:
+                if result is not None:
+                    await self._settle(result, i, _ROLLBACK)
+            except BaseException as exc:
+                error = exc
+            else:
+                if track:
+                    await self._step_succeeded(i, _ROLLBACK)
+                continue
+            if not self._retryable(error):
+                self._rollback_failed(i, error)
+                continue
+            try:
+                await self._call(i, _ROLLBACK, action.rollback, error)
+            except BaseException as exc:
+                self._rollback_failed(i, exc)
+                continue
+            if track:
+                await self._step_succeeded(i, _ROLLBACK)
+        self._end_rollback()
+        durable = self._durable
+        if durable is not None and durable.recorder is not None:
+            await self._record_rollback_end(durable)
+        raised = self._rollback_outcome()
+        if raised is not None:
+            raise raised
+
+    async def _call(
+        self,
+        index: int,
+        phase: Phase,
+        method: Callable[[], object],
+        error: BaseException | None = None,
+    ) -> object:
+        """Call ``method`` (again, after ``error``) for as long as the engine says to
+        retry; its result.
+
+        Raises:
+            BaseException: The last call's exception, once the engine gives up.
+        """
+        attempt = 1
+        while True:
+            if error is not None:
+                wait = self._failed(index, phase, error, attempt)
+                if wait is None:
+                    error = self._final_error(error)
+                    del self  # no queue → error → traceback → frame → queue cycle
+                    raise error
+                await asyncio.sleep(wait)  # sync: time.sleep(wait)
+                attempt += 1
+                self._attempts[phase, index] = attempt  # a real dict: _failed() made it
+                if self._track:
+                    await self._step_started(index, phase, attempt)
+            try:
+                result = method()
+                # sync-next: if result is not None and type(result) is CoroutineType:
+                if result is not None:
+                    result = await self._settle(result, index, phase)
+            except BaseException as exc:
+                error = exc
+            else:
+                return result
+
+    async def _settle(self, result: object, index: int, phase: Phase) -> object:
+        """What a call returned, awaited if it is awaitable (within the step's timeout,
+        for execute). The sync queue never awaits: it refuses a coroutine."""
+        # sync-only: raise self._unawaited(result, index, phase)
+        # begin async-only
+        if not inspect.isawaitable(result):
+            return result
+        timeout = self._timeout_of(index) if phase is _EXECUTE else None
+        if timeout is None:
+            return await result
+        try:
+            async with asyncio.timeout(timeout):
+                return await result
+        except TimeoutError as exc:
+            msg = (
+                f"step {index + 1} ({self._step_name(index)!r}) took longer than its "
+                f"timeout of {timeout:g} s"
+            )
+            raise TimeoutError(msg) from exc
+        # end async-only
+
+    # -- the journal (see DurableRun and RunRecorder) ---------------------------------
+
+    async def _io(self, write: Callable[..., None], *args: object) -> None:
+        """Make a journal write. The async queue hands it to a worker thread, so that
+        its event loop never waits for a commit, one write of a run at a time; a
+        cancelled caller still waits for the write it started (a record of unknown
+        fate would be worse), and is cancelled then."""
+        # sync-only: write(*args)
+        # begin async-only
+        durable = self._durable
+        assert durable is not None
+        async with durable.lock():
+            await _uncancelled(asyncio.ensure_future(asyncio.to_thread(write, *args)))
+        # end async-only
+
+    async def _step_started(self, index: int, phase: Phase, attempt: int) -> None:
+        self._calling = True
+        if self._durable is not None:
+            await self._record_started(self._durable, index, phase, attempt)
+        if self._bus.wants(StepStarted):
+            self._announce_started(index, phase, attempt)
+
+    async def _record_started(
+        self, durable: DurableRun, index: int, phase: Phase, attempt: int
+    ) -> None:
+        """D1/D3: before a step's first call, commit that it is executing (or rolling
+        back), with its state then. A journal that cannot be written stops the run
+        before the side effect (D10); during rollback, the compensation matters more
+        than its record, so the rollback goes on (unless another process owns the run)."""
+        durable.enter(index, self._step_name(index), phase, attempt)
+        if attempt != 1:
+            return
+        recorder = durable.recorder
+        assert recorder is not None
+        if phase is _EXECUTE:
+            state = durable.state(index, self._actions[index])
+            await self._io(recorder.step_started, index, "executing", state)
+            return
+        try:
+            state = durable.state(index, self._actions[index])
+            await self._io(recorder.step_started, index, "rolling_back", state, "rolling_back")
+        except LeaseLostError:
+            raise
+        except (JournalError, ActionQueueError) as exc:
+            logger.error("rolling back step %d without a journal record: %s", index + 1, exc)
+
+    async def _step_succeeded(self, index: int, phase: Phase) -> None:
+        self._calling = False
+        if self._durable is not None:
+            await self._record_done(self._durable, index, phase)
+        self._announce_succeeded(index, phase)
+
+    async def _record_done(self, durable: DurableRun, index: int, phase: Phase) -> None:
+        """D2/D3: the step returned; record it with its state after. During rollback a
+        journal or state error is logged and the rollback goes on."""
+        recorder = durable.recorder
+        assert recorder is not None
+        status = "executed" if phase is _EXECUTE else "rolled_back"
+        attempts = self._attempts.get((phase, index), 1)
+        state: str | None
+        if phase is _EXECUTE:
+            state = durable.state(index, self._actions[index])
+            await self._io(recorder.step_done, index, status, state, attempts)
+            return
+        try:
+            state = durable.state(index, self._actions[index])
+        except ActionQueueError as exc:
+            logger.error("step %d rolled back, its state not recorded: %s", index + 1, exc)
+            state = None
+        try:
+            await self._io(recorder.step_done, index, status, state, attempts)
+        except LeaseLostError:
+            raise
+        except JournalError as exc:  # kept pending: the next write tries again
+            logger.error("step %d rolled back, not yet recorded: %s", index + 1, exc)
+
+    async def _record_end(self, durable: DurableRun) -> None:
+        """D4: record how execution ended. Unrecorded, a completed run must not count
+        as done; a failure's record failing is logged, not raised: the action's own
+        exception is what propagates."""
+        durable.leave()
+        recorder = durable.recorder
+        if recorder is None:  # the run's first record could not be made
+            return
+        error = self._error
+        if error is None:
+            try:
+                await self._io(recorder.finish, "completed")
+            except BaseException as exc:
+                self._state = _FAILED
+                self._error = exc
+                raise
+            return
+        try:
+            for index in self._failures():
+                recorder.step_failed(
+                    index,
+                    "failed",
+                    durable.state(index, self._actions[index]),
+                    self._attempts.get((_EXECUTE, index), 1),
+                    repr(self._errors.get(index, error)),
+                )
+            await self._io(recorder.finish, "failed", repr(error))
+        except (JournalError, ActionQueueError) as exc:
+            logger.error("could not record the failure of run %s: %s", durable.run_id, exc)
+
+    async def _record_rollback_end(self, durable: DurableRun) -> None:
+        """D4: record how the rollback ended (a failure to is logged)."""
+        durable.leave()
+        recorder = durable.recorder
+        assert recorder is not None
+        try:
+            await self._io(recorder.finish, "rollback_failed" if self._rb_errors else "rolled_back")
+        except (JournalError, ActionQueueError) as exc:
+            logger.error("could not record the end of run %s's rollback: %s", durable.run_id, exc)
+
+    # begin async-only
+    # -- parallel groups ------------------------------------------------------------
+
+    async def _execute_group(self, first: int, end: int) -> tuple[int, BaseException | None]:
+        """Start the members ``first`` to ``end`` together and wait for them all. Every
+        member counts as executed. The first failed member's index (or -1), and what
+        to raise: that member's exception, or a cancellation that came meanwhile."""
+        members = range(first, end)
+        self._results.extend([None] * len(members))
+        if self._timed:
+            self._starts.extend([perf_counter()] * len(members))
+        self._inflight = set(members)
+        if not self._errors:
+            self._errors = {}
+        if not self._ends:
+            self._ends = {}
+        interrupted: BaseException | None = None
+        try:
+            await _all([self._member(i, _EXECUTE) for i in members])
+        except BaseException as exc:  # cancelled: every member has ended, cancelled too
+            interrupted = exc
+        self._calling = False
+        failures = [i for i in members if i in self._errors]
+        if not failures:
+            return -1, interrupted
+        error = self._errors.pop(failures[0])
+        return failures[0], interrupted if interrupted is not None else error
+
+    async def _member(self, index: int, phase: Phase) -> None:
+        """One member of a parallel group, in a task of its own: an execute's failure
+        is kept, not raised, so that the other members run to their end; a rollback's
+        is handled as any rollback's."""
+        try:
+            if self._track:
+                await self._step_started(index, phase, 1)
+            action = self._actions[index]
+            if phase is _EXECUTE:
+                self._results[index] = await self._call(index, phase, action.execute)
+            else:
+                await self._call(index, phase, action.rollback)
+        except BaseException as exc:
+            if phase is _EXECUTE:
+                self._errors[index] = exc
+            else:
+                self._rollback_failed(index, exc)
+            return
+        finally:
+            self._inflight.discard(index)
+            if self._timed:
+                self._ends[phase, index] = perf_counter()
+        if self._track:
+            await self._step_succeeded(index, phase)
+
+    async def _rollback_group(self, first: int, end: int) -> None:
+        """Roll back the members ``first`` to ``end`` together, after the steps that
+        follow the group and before the ones that precede it."""
+        members = range(end - 1, first - 1, -1)
+        self._rb_index = first
+        if self._timed:
+            self._rb_starts.extend([perf_counter()] * len(members))
+        self._inflight = set(members)
+        if not self._ends:
+            self._ends = {}
+        try:
+            await _all([self._member(i, _ROLLBACK) for i in members])
+        except BaseException as exc:  # cancelled: held until every rollback was tried
+            if self._interrupt is None:
+                self._interrupt = exc
+        self._calling = False
+
+
+async def _all(calls: list[Coroutine[Any, Any, None]]) -> None:
+    """Run ``calls`` (which never raise) as tasks, and wait for every one to end. If
+    the caller is cancelled meanwhile, they are cancelled too, waited for, and the
+    cancellation propagates."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        await asyncio.wait(tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await _uncancelled(asyncio.gather(*tasks, return_exceptions=True))
+        raise
+
+
+async def _uncancelled(future: asyncio.Future[Any]) -> Any:
+    """Await ``future`` to its end even if the caller is cancelled meanwhile; then
+    propagate the cancellation (or return the result)."""
+    cancelled: BaseException | None = None
+    while True:
+        try:
+            result = await asyncio.shield(future)
+        except asyncio.CancelledError as exc:
+            if future.done():
+                raise
+            cancelled = exc
+            continue
+        if cancelled is not None:
+            raise cancelled
+        return result
+
+
+# end async-only
