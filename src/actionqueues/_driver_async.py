@@ -22,8 +22,7 @@ import inspect
 from collections.abc import Callable, Coroutine
 from itertools import islice
 from time import perf_counter
-
-# sync-only: from types import CoroutineType
+from types import CoroutineType
 from typing import Any, Final
 
 from ._durable import DurableRun
@@ -62,6 +61,7 @@ class AsyncDriver(Engine):
         track = self._track
         # begin async-only
         groups = self._groups
+        bounded = self._timeout is not None or bool(self._timeouts)  # timeouts to apply
         # end async-only
         failed = -1  # the step whose call raised, if one did
         try:
@@ -84,8 +84,11 @@ class AsyncDriver(Engine):
                 try:
                     result = action.execute()
                     # sync-next: if result is not None and type(result) is CoroutineType:
-                    if result is not None:
-                        result = await self._settle(result, len(done), _EXECUTE)
+                    if type(result) is CoroutineType and not bounded:
+                        # sync-next: result = self._settle(result, len(done), _EXECUTE)
+                        result = await result
+                    elif result is not None:  # async-only
+                        result = await self._settle(result, len(done), _EXECUTE)  # async-only
                     results(result)
                 except BaseException as exc:
                     failed = len(done)
@@ -156,8 +159,10 @@ class AsyncDriver(Engine):
             try:
                 result = action.rollback()
                 # sync-next: if result is not None and type(result) is CoroutineType:
-                if result is not None:
-                    await self._settle(result, i, _ROLLBACK)
+                if type(result) is CoroutineType:
+                    await result  # sync: self._settle(result, i, _ROLLBACK)
+                elif result is not None:  # async-only
+                    await self._settle(result, i, _ROLLBACK)  # async-only
             except BaseException as exc:
                 error = exc
             else:
@@ -178,9 +183,10 @@ class AsyncDriver(Engine):
         durable = self._durable
         if durable is not None and durable.recorder is not None:
             await self._record_rollback_end(durable)
-        raised = self._rollback_outcome()
-        if raised is not None:
-            raise raised
+        if self._report_finish or self._interrupt is not None or self._rb_errors:
+            raised = self._rollback_outcome()
+            if raised is not None:
+                raise raised
 
     async def _call(
         self,
@@ -250,8 +256,9 @@ class AsyncDriver(Engine):
         # begin async-only
         durable = self._durable
         assert durable is not None
+        loop = asyncio.get_running_loop()
         async with durable.lock():
-            await _uncancelled(asyncio.ensure_future(asyncio.to_thread(write, *args)))
+            await _uncancelled(loop.run_in_executor(durable.journal.writer(), write, *args))
         # end async-only
 
     async def _step_started(self, index: int, phase: Phase, attempt: int) -> None:

@@ -135,9 +135,10 @@ class SyncDriver(Engine):
         durable = self._durable
         if durable is not None and durable.recorder is not None:
             self._record_rollback_end(durable)
-        raised = self._rollback_outcome()
-        if raised is not None:
-            raise raised
+        if self._report_finish or self._interrupt is not None or self._rb_errors:
+            raised = self._rollback_outcome()
+            if raised is not None:
+                raise raised
 
     def _call(
         self,

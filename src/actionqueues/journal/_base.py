@@ -15,6 +15,7 @@ import threading
 import uuid
 import weakref
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 from .._errors import ActionQueueError
@@ -122,6 +123,22 @@ class Journal(abc.ABC):
         self._heartbeat: threading.Thread | None = None
         self._closed = threading.Event()
         self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    #: How many threads make the writes of async queues (see ``writer``).
+    write_threads: int = 1
+
+    def writer(self) -> ThreadPoolExecutor:
+        """The threads that make async queues' writes, so that an event loop never
+        waits for a commit. Few: more would only contend for the GIL with the loop
+        (one writer at a time gets SQLite's lock anyway); a journal that commits in
+        groups (``SQLiteJournal(durability="power")``) has more, to fill them."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    self.write_threads, thread_name_prefix="actionqueues-journal"
+                )
+            return self._pool
 
     # -- what a backend provides ----------------------------------------------------
 
@@ -185,6 +202,8 @@ class Journal(abc.ABC):
         self._closed.set()
         if self._heartbeat is not None:
             self._heartbeat.join()
+        if self._pool is not None:
+            self._pool.shutdown()
         self._close()
 
     def __enter__(self) -> Journal:

@@ -154,6 +154,8 @@ class SQLiteJournal(Journal):
         # Group commit pays when a commit is dear (an fsync, at "power"); at "process"
         # a commit is cheap and the hand-offs would cost more than they save.
         self._grouped = durability == "power"
+        if self._grouped:
+            self.write_threads = 8  # async queues' writes, to group
         self._create_file()
         with self._transaction() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
