@@ -17,6 +17,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from actionqueues import AsyncActionQueue, FunctionAction, RunReport
+from actionqueues._action import callable_name
 
 _RUNNER: asyncio.Runner | None = None
 
@@ -45,6 +46,7 @@ def asyncify_function(fn: Callable[[], object]) -> Callable[[], Any]:
         await pause()
         return fn()
 
+    call.__qualname__ = callable_name(fn)  # what the step is named after
     return call
 
 
@@ -90,6 +92,9 @@ class BlockingAsyncQueue:
         self.queue = AsyncActionQueue(**options)
 
     def add(self, action: Any, rollback: Any = None, **options: Any) -> None:
+        if self.queue._durable is not None:  # registered classes: added as they are
+            self.queue.add(action, rollback, **options)
+            return
         if hasattr(action, "execute") or hasattr(action, "rollback"):
             action = asyncify(action)
         elif callable(action):

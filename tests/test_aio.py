@@ -145,6 +145,7 @@ def test_a_failed_member_stops_the_queue_and_every_member_rolls_back(log: Log) -
         assert (2, error) == (report.failed_step.index, report.failed_step.error)  # type: ignore[union-attr]
         assert "b2" == str(report.steps[3].error)  # the other failed member's error
         assert report.summary().startswith("run: step 3 of 5 ('Step') failed with Boom")
+        assert "2  Step [2]  rolled_back" in report.format()
 
     asyncio.run(main())
 
@@ -574,6 +575,74 @@ def test_a_journal_write_is_finished_even_when_its_task_is_cancelled(
         row, _ = journal.load(q._durable.run_id)  # type: ignore[misc, union-attr]
         assert row.status in ("rolled_back", "completed")
         assert q.report.status.value == row.status
+
+    asyncio.run(main())
+    journal.close()
+
+
+def test_an_unwritable_journal_stops_an_async_run_before_the_side_effect(
+    tmp_path: Path, sysdb: str
+) -> None:
+    """D10 in the async queue: the journal's writer thread gets SQLite's refusal, and
+    the step after it never runs; the one before is rolled back."""
+    journal = SQLiteJournal(tmp_path / "j.db")
+
+    def refuse() -> None:
+        journal._db().execute("PRAGMA query_only = 1")  # the writer thread's connection
+
+    def read_only_after_a(event: Event) -> None:
+        if isinstance(event, actionqueues.StepSucceeded):
+            journal.writer().submit(refuse).result()
+
+    async def main() -> AsyncActionQueue:
+        q = AsyncActionQueue(journal=journal, registry=registry, listeners=[read_only_after_a])
+        q.add(AsyncWrite(sysdb, "a"))
+        q.add(AsyncWrite(sysdb, "b"))
+        q.add_parallel(AsyncWrite(sysdb, "c"), AsyncWrite(sysdb, "d"))
+        with pytest.raises(actionqueues.JournalError, match="cannot be written"):
+            await q.run()
+        return q
+
+    q = asyncio.run(main())
+    with contextlib.closing(sqlite3.connect(sysdb)) as db:
+        assert [] == db.execute("SELECT value FROM effects").fetchall()
+    assert [1, 0, 0, 0] == [s.attempts for s in q.report.steps]
+    journal.writer().submit(lambda: journal._db().execute("PRAGMA query_only = 0")).result()
+    journal.close()
+
+
+def test_async_durable_queues_refuse_what_cannot_be_journaled(tmp_path: Path) -> None:
+    """D11 in the async queue, for single steps and group members alike."""
+    journal = SQLiteJournal(tmp_path / "j.db")
+    q = AsyncActionQueue(journal=journal, registry=registry)
+    with pytest.raises(InvalidActionError, match="registered name"):
+        q.add(Step("unregistered", []))
+    with pytest.raises(InvalidActionError, match="registered name"):
+        q.add_parallel(Key(), Step("unregistered", []))
+    assert 0 == len(q.report.steps)
+    journal.close()
+
+
+def test_recover_inside_a_running_loop_leaves_async_runs_for_a_thread(
+    tmp_path: Path, sysdb: str
+) -> None:
+    """recover() called on the loop's thread would block it: an async run is skipped
+    (released, untouched) with the fix in the message; in a thread it is recovered."""
+    journal = SQLiteJournal(tmp_path / "j.db", lease=0.2)
+
+    async def main() -> None:
+        q = AsyncActionQueue(journal=journal, registry=registry)
+        q.add(AsyncWrite(sysdb, "a"))
+        q._begin_execute()
+        await q._step_started(0, actionqueues.Phase.EXECUTE, 1)
+        q._durable.leave()  # type: ignore[union-attr]
+        del q
+        await asyncio.sleep(0.3)
+        [skipped] = actionqueues.recover(journal, registry=registry)
+        assert "skipped" == skipped.outcome
+        assert "asyncio.to_thread(recover, journal)" in (skipped.problem or "")
+        [done] = await asyncio.to_thread(actionqueues.recover, journal, registry=registry)
+        assert "rolled_back" == done.outcome
 
     asyncio.run(main())
     journal.close()

@@ -9,7 +9,6 @@ from _helpers import Boom, Step
 
 import actionqueues
 from actionqueues import (
-    ActionQueue,
     Event,
     InvalidListenerError,
     LoggingListener,
@@ -29,11 +28,11 @@ from actionqueues import (
 
 
 def test_rollback_failure_is_logged_with_traceback(
-    log: list[tuple[str, str]], caplog: pytest.LogCaptureFixture
+    Queue: type, log: list[tuple[str, str]], caplog: pytest.LogCaptureFixture
 ) -> None:
     """E3: a failed rollback is logged at ERROR on 'actionqueues' with its traceback."""
     undo_error = RuntimeError("cannot delete user")
-    q = ActionQueue(name="signup")
+    q = Queue(name="signup")
     q.add(Step("user", log, rollback_fail=undo_error), name="create user")
     q.add(Step("mail", log, fail=Boom()))
     with caplog.at_level(logging.ERROR, logger="actionqueues"), pytest.raises(Boom):
@@ -46,11 +45,13 @@ def test_rollback_failure_is_logged_with_traceback(
     assert undo_error is record.exc_info[1]
 
 
-def test_strict_mode_raises_a_group_after_every_rollback(log: list[tuple[str, str]]) -> None:
+def test_strict_mode_raises_a_group_after_every_rollback(
+    Queue: type, log: list[tuple[str, str]]
+) -> None:
     """E3: strict=True raises RollbackError (an ExceptionGroup) once all were tried."""
     first, second = RuntimeError("a"), ValueError("b")
     error = Boom()
-    q = ActionQueue(strict=True)
+    q = Queue(strict=True)
     q.add(Step("a", log, rollback_fail=first))
     q.add(Step("b", log))
     q.add(Step("c", log, rollback_fail=second))
@@ -67,9 +68,9 @@ def test_strict_mode_raises_a_group_after_every_rollback(log: list[tuple[str, st
     assert error.__notes__[0].startswith("actionqueues: ")
 
 
-def test_strict_mode_without_failures_is_quiet(log: list[tuple[str, str]]) -> None:
+def test_strict_mode_without_failures_is_quiet(Queue: type, log: list[tuple[str, str]]) -> None:
     """E3: strict mode raises nothing when every rollback succeeds."""
-    q = ActionQueue(strict=True)
+    q = Queue(strict=True)
     q.add(Step("a", log))
     q.execute()
     q.rollback()
@@ -77,10 +78,11 @@ def test_strict_mode_without_failures_is_quiet(log: list[tuple[str, str]]) -> No
 
 
 def test_interrupt_during_rollback_finishes_rollback_then_propagates(
+    Queue: type,
     log: list[tuple[str, str]],
 ) -> None:
     """S5/S11: a KeyboardInterrupt from a rollback does not stop the others; it is re-raised."""
-    q = ActionQueue()
+    q = Queue()
     q.add(Step("a", log))
     q.add(Step("b", log, rollback_fail=KeyboardInterrupt()))
     q.add(Step("c", log))
@@ -91,10 +93,10 @@ def test_interrupt_during_rollback_finishes_rollback_then_propagates(
     assert RunStatus.ROLLBACK_FAILED == q.report.status
 
 
-def test_events_of_a_failed_run(log: list[tuple[str, str]]) -> None:
+def test_events_of_a_failed_run(Queue: type, log: list[tuple[str, str]]) -> None:
     """E6: listeners receive typed events for every transition, in order."""
     events: list[Event] = []
-    q = ActionQueue(name="q", listeners=[events.append])
+    q = Queue(name="q", listeners=[events.append])
     q.add(Step("a", log, result=7), name="a")
     q.add(Step("b", log, fail=Boom()), name="b")
     with pytest.raises(Boom):
@@ -127,12 +129,12 @@ def test_events_of_a_failed_run(log: list[tuple[str, str]]) -> None:
     assert RunStatus.ROLLED_BACK == last_finish.report.status
 
 
-def test_retry_and_rollback_failure_events(log: list[tuple[str, str]]) -> None:
+def test_retry_and_rollback_failure_events(Queue: type, log: list[tuple[str, str]]) -> None:
     """E6: retrying and rollback-failed events carry the error and the wait."""
     events: list[Event] = []
     undo_error = RuntimeError("x")
     with actionqueues.set_testing():
-        q = ActionQueue(
+        q = Queue(
             retry=RetryPolicy(on=Boom, attempts=2, wait_initial=1, wait_jitter=0),
             listeners=[events.append],
         )
@@ -149,7 +151,7 @@ def test_retry_and_rollback_failure_events(log: list[tuple[str, str]]) -> None:
     assert undo_error is rollback_failed.error
 
 
-def test_listener_subscribes_to_chosen_events(log: list[tuple[str, str]]) -> None:
+def test_listener_subscribes_to_chosen_events(Queue: type, log: list[tuple[str, str]]) -> None:
     """E6: a listener with an ``events`` attribute only receives those types."""
 
     class OnlyFailures:
@@ -162,7 +164,7 @@ def test_listener_subscribes_to_chosen_events(log: list[tuple[str, str]]) -> Non
             self.seen.append(event)
 
     listener = OnlyFailures()
-    q = ActionQueue(listeners=[listener])
+    q = Queue(listeners=[listener])
     q.add(Step("a", log, fail=Boom()))
     with pytest.raises(Boom):
         q.run()
@@ -170,6 +172,7 @@ def test_listener_subscribes_to_chosen_events(log: list[tuple[str, str]]) -> Non
 
 
 def test_listener_subscribing_to_a_base_class_gets_subclasses(
+    Queue: type,
     log: list[tuple[str, str]],
 ) -> None:
     """E6: subscribing to StepEvent delivers every step event, not RunFinished."""
@@ -179,21 +182,21 @@ def test_listener_subscribing_to_a_base_class_gets_subclasses(
         seen.append(event)
 
     listener.events = StepEvent  # type: ignore[attr-defined]
-    q = ActionQueue(listeners=[listener])
+    q = Queue(listeners=[listener])
     q.add(Step("a", log))
     q.run()
     assert [StepStarted, StepSucceeded] == [type(e) for e in seen]
 
 
 def test_a_raising_listener_is_logged_and_ignored(
-    log: list[tuple[str, str]], caplog: pytest.LogCaptureFixture
+    Queue: type, log: list[tuple[str, str]], caplog: pytest.LogCaptureFixture
 ) -> None:
     """E6: a listener's exception never breaks the queue nor skips a rollback."""
 
     def broken(event: Event) -> None:
         raise RuntimeError("listener bug")
 
-    q = ActionQueue(listeners=[broken])
+    q = Queue(listeners=[broken])
     q.add(Step("a", log))
     q.add(Step("b", log, fail=Boom()))
     with caplog.at_level(logging.ERROR, logger="actionqueues"), pytest.raises(Boom):
@@ -204,10 +207,10 @@ def test_a_raising_listener_is_logged_and_ignored(
 
 
 def test_logging_listener_logs_everything(
-    log: list[tuple[str, str]], caplog: pytest.LogCaptureFixture
+    Queue: type, log: list[tuple[str, str]], caplog: pytest.LogCaptureFixture
 ) -> None:
     """E6: LoggingListener() is the logging listener; rollback failures once, at ERROR."""
-    q = ActionQueue(name="demo", listeners=[LoggingListener()])
+    q = Queue(name="demo", listeners=[LoggingListener()])
     q.add(Step("a", log, rollback_fail=RuntimeError("x")), name="a")
     q.add(Step("b", log, fail=Boom("no")), name="b")
     with (
@@ -224,7 +227,7 @@ def test_logging_listener_logs_everything(
     assert any(lvl == "DEBUG" and "StepStarted" in m for lvl, m in levels)
 
 
-def test_logging_listener_logs_retries(caplog: pytest.LogCaptureFixture) -> None:
+def test_logging_listener_logs_retries(Queue: type, caplog: pytest.LogCaptureFixture) -> None:
     """E6: retries are logged at WARNING with the wait."""
     calls = []
 
@@ -234,7 +237,7 @@ def test_logging_listener_logs_retries(caplog: pytest.LogCaptureFixture) -> None
             raise Boom
 
     custom = logging.getLogger("myapp.jobs")
-    q = ActionQueue(
+    q = Queue(
         retry=RetryPolicy(on=Boom, wait_initial=0.5, wait_jitter=0),
         listeners=[LoggingListener(custom, events=[StepRetrying])],
     )
@@ -246,25 +249,27 @@ def test_logging_listener_logs_retries(caplog: pytest.LogCaptureFixture) -> None
     assert "retrying in 0.500s" in record.getMessage()
 
 
-def test_no_listener_means_no_step_events_are_built(log: list[tuple[str, str]]) -> None:
+def test_no_listener_means_no_step_events_are_built(
+    Queue: type, log: list[tuple[str, str]]
+) -> None:
     """E6: a queue without listeners does not track steps (the fast path)."""
-    q = ActionQueue()
+    q = Queue()
     assert not q._track
-    listened = ActionQueue(listeners=[lambda e: None])
+    listened = Queue(listeners=[lambda e: None])
     assert listened._track
-    only_finish = ActionQueue(listeners=[LoggingListener(events=[RunFinished])])
+    only_finish = Queue(listeners=[LoggingListener(events=[RunFinished])])
     assert not only_finish._track
 
 
 @pytest.mark.parametrize("listener", [42, "print", None])
-def test_non_callable_listener_is_refused(listener: object) -> None:
+def test_non_callable_listener_is_refused(Queue: type, listener: object) -> None:
     """Bad input: a listener that is not callable is refused at construction."""
     with pytest.raises(InvalidListenerError, match="is not callable") as caught:
-        ActionQueue(listeners=[listener])  # type: ignore[list-item]
+        Queue(listeners=[listener])  # type: ignore[list-item]
     assert isinstance(caught.value, TypeError)
 
 
-def test_listener_subscribing_to_non_events_is_refused() -> None:
+def test_listener_subscribing_to_non_events_is_refused(Queue: type) -> None:
     """Bad input: ``events`` must name event classes."""
 
     def listener(event: Event) -> None:
@@ -272,13 +277,13 @@ def test_listener_subscribing_to_non_events_is_refused() -> None:
 
     listener.events = [StepFailed, ValueError]  # type: ignore[attr-defined]
     with pytest.raises(InvalidListenerError, match="is not an event type"):
-        ActionQueue(listeners=[listener])
+        Queue(listeners=[listener])
 
 
-def test_rolled_back_event_has_duration(log: list[tuple[str, str]]) -> None:
+def test_rolled_back_event_has_duration(Queue: type, log: list[tuple[str, str]]) -> None:
     """E6: StepRolledBack says how long the rollback took."""
     events: list[Event] = []
-    q = ActionQueue(listeners=[events.append])
+    q = Queue(listeners=[events.append])
     q.add(Step("a", log))
     q.execute()
     q.rollback()

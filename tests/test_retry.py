@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 import actionqueues
 from actionqueues import (
-    ActionQueue,
     ActionRetryException,
     InvalidBackoffError,
     InvalidPolicyError,
@@ -45,20 +44,20 @@ class Flaky:
             raise self.exc(f"rollback {self.rollbacks}")
 
 
-def test_nothing_is_retried_without_a_policy() -> None:
+def test_nothing_is_retried_without_a_policy(Queue: type) -> None:
     """E5: a plain failure is not retried unless a policy says so."""
     flaky = Flaky(1)
-    q = ActionQueue()
+    q = Queue()
     q.add(flaky)
     with pytest.raises(Boom):
         q.execute()
     assert 1 == flaky.calls
 
 
-def test_queue_policy_retries_execute(instant: None) -> None:
+def test_queue_policy_retries_execute(Queue: type, instant: None) -> None:
     """E5: a queue-wide policy retries until success; attempts are reported."""
     flaky = Flaky(3)
-    q = ActionQueue(retry=RetryPolicy(on=Boom, attempts=5))
+    q = Queue(retry=RetryPolicy(on=Boom, attempts=5))
     q.add(flaky)
     report = q.run()
     assert 4 == flaky.calls
@@ -66,10 +65,10 @@ def test_queue_policy_retries_execute(instant: None) -> None:
     assert "ok" == report.steps[0].result
 
 
-def test_attempts_count_the_first_call_and_reraise_the_original(instant: None) -> None:
+def test_attempts_count_the_first_call_and_reraise_the_original(Queue: type, instant: None) -> None:
     """E5: attempts=3 means three calls; then the last exception itself propagates."""
     flaky = Flaky(10)
-    q = ActionQueue(retry=RetryPolicy(on=Boom, attempts=3))
+    q = Queue(retry=RetryPolicy(on=Boom, attempts=3))
     q.add(flaky)
     with pytest.raises(Boom, match="call 3") as caught:
         q.execute()
@@ -79,30 +78,30 @@ def test_attempts_count_the_first_call_and_reraise_the_original(instant: None) -
     assert caught.value is q.report.error
 
 
-def test_policy_only_retries_what_on_names(instant: None) -> None:
+def test_policy_only_retries_what_on_names(Queue: type, instant: None) -> None:
     """E5: an exception outside ``on`` fails at once."""
     flaky = Flaky(1, exc=KeyError)
-    q = ActionQueue(retry=RetryPolicy(on=(Boom, ValueError)))
+    q = Queue(retry=RetryPolicy(on=(Boom, ValueError)))
     q.add(flaky)
     with pytest.raises(KeyError):
         q.execute()
     assert 1 == flaky.calls
 
 
-def test_keyboard_interrupt_is_never_retried(instant: None) -> None:
+def test_keyboard_interrupt_is_never_retried(Queue: type, instant: None) -> None:
     """E5/S11: KeyboardInterrupt stops the queue even under a broad policy."""
     flaky = Flaky(1, exc=KeyboardInterrupt)
-    q = ActionQueue(retry=RetryPolicy(on=lambda e: True))
+    q = Queue(retry=RetryPolicy(on=lambda e: True))
     q.add(flaky)
     with pytest.raises(KeyboardInterrupt):
         q.execute()
     assert 1 == flaky.calls
 
 
-def test_step_policy_overrides_queue_policy(instant: None) -> None:
+def test_step_policy_overrides_queue_policy(Queue: type, instant: None) -> None:
     """E5: a policy given to add() wins over the queue's for that step."""
     a, b = Flaky(2), Flaky(2)
-    q = ActionQueue(retry=RetryPolicy(on=Boom, attempts=2))
+    q = Queue(retry=RetryPolicy(on=Boom, attempts=2))
     q.add(a, retry=RetryPolicy(on=Boom, attempts=3))
     q.add(b)
     with pytest.raises(Boom):
@@ -110,12 +109,12 @@ def test_step_policy_overrides_queue_policy(instant: None) -> None:
     assert (3, 2) == (a.calls, b.calls)
 
 
-def test_rollback_policy_is_separate(instant: None) -> None:
+def test_rollback_policy_is_separate(Queue: type, instant: None) -> None:
     """E5: rollback_retry retries rollbacks; retry does not."""
     a, b = Flaky(0), Flaky(0)
     a.failures = b.failures = 2  # their rollbacks fail twice, executes succeed
     a.calls = b.calls = 10
-    q = ActionQueue(retry=RetryPolicy(on=Boom, attempts=5))
+    q = Queue(retry=RetryPolicy(on=Boom, attempts=5))
     q.add(a, rollback_retry=RetryPolicy(on=Boom, attempts=3))
     q.add(b)
     q.execute()
@@ -127,11 +126,11 @@ def test_rollback_policy_is_separate(instant: None) -> None:
     assert isinstance(steps[1].rollback_error, Boom)
 
 
-def test_queue_rollback_policy(instant: None) -> None:
+def test_queue_rollback_policy(Queue: type, instant: None) -> None:
     """E5: a queue-wide rollback_retry applies to every rollback."""
     a = Flaky(2)
     a.calls = 10
-    q = ActionQueue(rollback_retry=RetryPolicy(on=Boom, attempts=3))
+    q = Queue(rollback_retry=RetryPolicy(on=Boom, attempts=3))
     q.add(a)
     q.execute()
     q.rollback()
@@ -139,7 +138,7 @@ def test_queue_rollback_policy(instant: None) -> None:
     assert "rolled_back" == q.report.status
 
 
-def test_predicate_may_return_a_wait() -> None:
+def test_predicate_may_return_a_wait(Queue: type) -> None:
     """E5: ``on`` may be a predicate that returns True, False or a wait."""
     waits: list[float] = []
     answers: list[bool | float | timedelta] = [0.01, timedelta(milliseconds=20), True, False]
@@ -148,7 +147,7 @@ def test_predicate_may_return_a_wait() -> None:
         return answers.pop(0)
 
     flaky = Flaky(10)
-    q = ActionQueue(
+    q = Queue(
         retry=RetryPolicy(on=on, attempts=10, wait_initial=0.005, wait_jitter=0),
         listeners=[lambda e: waits.append(e.wait) if isinstance(e, StepRetrying) else None],
     )
@@ -159,16 +158,16 @@ def test_predicate_may_return_a_wait() -> None:
     assert [0.01, 0.02, 0.02] == waits  # True: the backoff for retry 3, 0.005 * 2**2
 
 
-def test_predicate_returning_nonsense_is_a_clear_error() -> None:
+def test_predicate_returning_nonsense_is_a_clear_error(Queue: type) -> None:
     """E5: a predicate must answer True, False or a wait; anything else is explained."""
-    q = ActionQueue(retry=RetryPolicy(on=lambda e: "yes"))  # type: ignore[arg-type,return-value]
+    q = Queue(retry=RetryPolicy(on=lambda e: "yes"))  # type: ignore[arg-type,return-value]
     q.add(Flaky(1))
     with pytest.raises(InvalidPolicyError, match="returned 'yes'") as caught:
         q.execute()
     assert isinstance(caught.value.__cause__, Boom)
 
 
-def test_timeout_ends_retrying_before_attempts_run_out(instant: None) -> None:
+def test_timeout_ends_retrying_before_attempts_run_out(Queue: type, instant: None) -> None:
     """E5: no wait is started that would end past the timeout (skipped waits count)."""
     flaky = Flaky(100)
     policy = RetryPolicy(
@@ -178,7 +177,7 @@ def test_timeout_ends_retrying_before_attempts_run_out(instant: None) -> None:
         wait_initial=0.3,
         **{"wait_max": 10.0, "wait_jitter": 0.0, "wait_exp_base": 1.0},
     )
-    q = ActionQueue(retry=policy)
+    q = Queue(retry=policy)
     q.add(flaky)
     with pytest.raises(Boom):
         q.execute()
@@ -228,17 +227,17 @@ def test_policy_is_immutable_and_replaceable() -> None:
     assert repr(policy).startswith("RetryPolicy(on=<class '_helpers.Boom'>, attempts=3")
 
 
-def test_unlimited_policy() -> None:
+def test_unlimited_policy(Queue: type) -> None:
     """E5: attempts=None and timeout=None retry for as long as ``on`` says."""
     flaky = Flaky(50)
     with actionqueues.set_testing():
-        q = ActionQueue(retry=RetryPolicy(on=Boom, attempts=None, timeout=None))
+        q = Queue(retry=RetryPolicy(on=Boom, attempts=None, timeout=None))
         q.add(flaky)
         q.execute()
     assert 51 == flaky.calls
 
 
-def test_retry_exception_spends_the_policy_budget() -> None:
+def test_retry_exception_spends_the_policy_budget(Queue: type) -> None:
     """E5: under a policy, ActionRetryException counts attempts; it is what propagates."""
     calls = []
 
@@ -246,18 +245,18 @@ def test_retry_exception_spends_the_policy_budget() -> None:
         calls.append(1)
         raise ActionRetryException(ms_backoff=0)
 
-    q = ActionQueue(retry=RetryPolicy(on=Boom, attempts=4))
+    q = Queue(retry=RetryPolicy(on=Boom, attempts=4))
     q.add(always_retry)
     with pytest.raises(ActionRetryException):
         q.execute()
     assert 4 == len(calls)
 
 
-def test_testing_switch_makes_waits_instant_and_restores() -> None:
+def test_testing_switch_makes_waits_instant_and_restores(Queue: type) -> None:
     """E5: set_testing() skips waits, as a call and as a context manager."""
     assert not actionqueues.is_testing()
     flaky = Flaky(2)
-    q = ActionQueue(retry=RetryPolicy(on=Boom, wait_initial=30, wait_jitter=0))
+    q = Queue(retry=RetryPolicy(on=Boom, wait_initial=30, wait_jitter=0))
     q.add(flaky)
     with actionqueues.set_testing():
         assert actionqueues.is_testing()
@@ -273,7 +272,7 @@ def test_testing_switch_makes_waits_instant_and_restores() -> None:
     assert not actionqueues.is_testing()
 
 
-def test_testing_switch_covers_retry_exception_backoff() -> None:
+def test_testing_switch_covers_retry_exception_backoff(Queue: type) -> None:
     """E5: the switch also makes ActionRetryException's ms_backoff instant."""
     calls = []
 
@@ -282,7 +281,7 @@ def test_testing_switch_covers_retry_exception_backoff() -> None:
         if len(calls) < 3:
             raise ActionRetryException(ms_backoff=60_000)
 
-    q = ActionQueue()
+    q = Queue()
     q.add(slow_retry)
     with actionqueues.set_testing():
         started = time.monotonic()
@@ -291,10 +290,10 @@ def test_testing_switch_covers_retry_exception_backoff() -> None:
     assert 3 == len(calls)
 
 
-def test_real_waits_are_slept() -> None:
+def test_real_waits_are_slept(Queue: type) -> None:
     """E5: outside testing mode the computed wait is really slept."""
     flaky = Flaky(1)
-    q = ActionQueue(retry=RetryPolicy(on=Boom, wait_initial=0.05, wait_jitter=0))
+    q = Queue(retry=RetryPolicy(on=Boom, wait_initial=0.05, wait_jitter=0))
     q.add(flaky)
     started = time.monotonic()
     q.execute()
@@ -338,7 +337,7 @@ def test_bad_on_is_refused(on: object) -> None:
 
 
 @pytest.mark.parametrize("ms", [-1, math.nan, math.inf, "100", None])
-def test_bad_ms_backoff_fails_the_step_naming_it(ms: object) -> None:
+def test_bad_ms_backoff_fails_the_step_naming_it(Queue: type, ms: object) -> None:
     """Bad input: ActionRetryException with a bad ms_backoff fails that step clearly."""
     undone = []
 
@@ -349,7 +348,7 @@ def test_bad_ms_backoff_fails_the_step_naming_it(ms: object) -> None:
         def rollback(self) -> None:
             undone.append("charge")
 
-    q = ActionQueue()
+    q = Queue()
     q.add(Charge(), name="charge card")
     with pytest.raises(InvalidBackoffError, match="Step 'charge card' raised") as caught:
         q.run()

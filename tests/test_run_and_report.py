@@ -17,9 +17,9 @@ from actionqueues import (
 )
 
 
-def test_run_returns_the_report_of_a_completed_run(log: list[tuple[str, str]]) -> None:
+def test_run_returns_the_report_of_a_completed_run(Queue: type, log: list[tuple[str, str]]) -> None:
     """E1/E4: run() returns a report; every step executed, nothing rolled back."""
-    q = ActionQueue(name="signup")
+    q = Queue(name="signup")
     q.add(Step("a", log, result=1))
     q.add(Step("b", log, result="two"))
     report = q.run()
@@ -36,11 +36,12 @@ def test_run_returns_the_report_of_a_completed_run(log: list[tuple[str, str]]) -
 
 
 def test_run_rolls_back_and_reraises_the_original_with_a_note(
+    Queue: type,
     log: list[tuple[str, str]],
 ) -> None:
     """E1: on failure run() rolls back, then re-raises the same object, annotated."""
     error = Boom("card declined")
-    q = ActionQueue(name="signup")
+    q = Queue(name="signup")
     q.add(Step("user", log))
     q.add(Step("charge", log, fail=error))
     q.add(Step("mail", log))
@@ -67,11 +68,11 @@ def test_run_rolls_back_and_reraises_the_original_with_a_note(
     ]
 
 
-def test_run_reports_rollback_failures_in_the_note(log: list[tuple[str, str]]) -> None:
+def test_run_reports_rollback_failures_in_the_note(Queue: type, log: list[tuple[str, str]]) -> None:
     """E1/E3: the note names the rollbacks that failed; the original still propagates."""
     error = Boom("down")
     undo_error = RuntimeError("ledger locked")
-    q = ActionQueue()
+    q = Queue()
     q.add(Step("ledger", log, rollback_fail=undo_error), name="ledger")
     q.add(Step("mail", log, fail=error), name="mail")
     with pytest.raises(Boom) as caught:
@@ -86,9 +87,11 @@ def test_run_reports_rollback_failures_in_the_note(log: list[tuple[str, str]]) -
     assert undo_error is report.steps[0].rollback_error
 
 
-def test_run_after_run_is_refused_and_does_not_roll_back(log: list[tuple[str, str]]) -> None:
+def test_run_after_run_is_refused_and_does_not_roll_back(
+    Queue: type, log: list[tuple[str, str]]
+) -> None:
     """E1/S8: a second run() raises LifecycleError without undoing the first."""
-    q = ActionQueue()
+    q = Queue()
     q.add(Step("a", log))
     q.run()
     with pytest.raises(actionqueues.LifecycleError, match="already been executed"):
@@ -96,9 +99,9 @@ def test_run_after_run_is_refused_and_does_not_roll_back(log: list[tuple[str, st
     assert log == [("a", "execute")]
 
 
-def test_rollback_after_a_completed_run(log: list[tuple[str, str]]) -> None:
+def test_rollback_after_a_completed_run(Queue: type, log: list[tuple[str, str]]) -> None:
     """S4 with E1: a completed run can still be undone with rollback()."""
-    q = ActionQueue()
+    q = Queue()
     q.add(Step("a", log))
     q.run()
     q.rollback()
@@ -111,7 +114,7 @@ def test_report_of_an_unknown_exception_is_none() -> None:
     assert report_of(ValueError()) is None
 
 
-def test_functions_as_actions_keep_results_and_roll_back() -> None:
+def test_functions_as_actions_keep_results_and_roll_back(Queue: type) -> None:
     """E2: a pair of callables is an action; results are on the report."""
     ledger: list[str] = []
 
@@ -125,7 +128,7 @@ def test_functions_as_actions_keep_results_and_roll_back() -> None:
     def fail() -> None:
         raise Boom
 
-    q = ActionQueue()
+    q = Queue()
     q.add(charge, refund)
     q.add(functools.partial(ledger.append, "noted"))  # no rollback: nothing to undo
     q.add(fail)
@@ -137,11 +140,11 @@ def test_functions_as_actions_keep_results_and_roll_back() -> None:
     assert steps[0].result == "txn-1"
 
 
-def test_function_action_object() -> None:
+def test_function_action_object(Queue: type) -> None:
     """E2: FunctionAction can be built directly, named, and added."""
     calls: list[str] = []
     act = FunctionAction(lambda: calls.append("do"), lambda: calls.append("undo"), name="pair")
-    q = ActionQueue()
+    q = Queue()
     q.add(act)
     q.execute()
     q.rollback()
@@ -150,9 +153,9 @@ def test_function_action_object() -> None:
     assert "name='pair'" in repr(act)
 
 
-def test_step_names(log: list[tuple[str, str]]) -> None:
+def test_step_names(Queue: type, log: list[tuple[str, str]]) -> None:
     """E4: names come from add(name=), the function, or the class."""
-    q = ActionQueue()
+    q = Queue()
     q.add(Step("a", log), name="first")
     q.add(Step("b", log))
     q.add(lambda: None)
@@ -163,9 +166,9 @@ def test_step_names(log: list[tuple[str, str]]) -> None:
     ]
 
 
-def test_report_before_execute_is_pending() -> None:
+def test_report_before_execute_is_pending(Queue: type) -> None:
     """E4: a report exists before anything ran."""
-    q = ActionQueue()
+    q = Queue()
     q.add(lambda: None)
     report = q.report
     assert report.status == RunStatus.PENDING
@@ -174,9 +177,9 @@ def test_report_before_execute_is_pending() -> None:
     assert report.duration is None
 
 
-def test_report_while_running_shows_the_step_in_progress() -> None:
+def test_report_while_running_shows_the_step_in_progress(Queue: type) -> None:
     """E4: read from inside an action, the report says it is executing."""
-    q = ActionQueue(timings=True)
+    q = Queue(timings=True)
     seen = []
     q.add(lambda: None)
     q.add(lambda: seen.append(q.report))
@@ -191,9 +194,9 @@ def test_report_while_running_shows_the_step_in_progress() -> None:
     ]
 
 
-def test_report_while_rolling_back() -> None:
+def test_report_while_rolling_back(Queue: type) -> None:
     """E4: read from inside a rollback, the report says which step rolls back."""
-    q = ActionQueue()
+    q = Queue()
     seen = []
     q.add(lambda: None)
     q.add(lambda: None, lambda: seen.append(q.report))
@@ -208,9 +211,9 @@ def test_report_while_rolling_back() -> None:
     assert seen[0].status == RunStatus.ROLLING_BACK
 
 
-def test_timings_measure_each_step() -> None:
+def test_timings_measure_each_step(Queue: type) -> None:
     """E4: with timings, every executed step and the run have a duration."""
-    q = ActionQueue(timings=True)
+    q = Queue(timings=True)
     q.add(lambda: None)
     q.add(lambda: None)
     q.execute()
@@ -225,18 +228,18 @@ def test_timings_measure_each_step() -> None:
     assert report.duration >= sum(s.duration or 0 for s in report.steps)
 
 
-def test_untimed_queue_reports_no_durations() -> None:
+def test_untimed_queue_reports_no_durations(Queue: type) -> None:
     """E4: without timings, listeners or policies the clock is not read per step."""
-    q = ActionQueue()
+    q = Queue()
     q.add(lambda: None)
     q.execute()
     assert q.report.steps[0].duration is None
     assert q.report.duration is None
 
 
-def test_report_format_is_a_table() -> None:
+def test_report_format_is_a_table(Queue: type) -> None:
     """E4: str(report) is a summary line and one row per step."""
-    q = ActionQueue(name="demo", timings=True)
+    q = Queue(name="demo", timings=True)
     q.add(lambda: 1, name="one")
 
     def explode() -> None:

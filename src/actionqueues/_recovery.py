@@ -142,6 +142,13 @@ def recover_run(
     # A run of async actions is recovered by an AsyncActionQueue, on an event loop of
     # its own (from inside a running loop, call recover() in a thread).
     asynchronous = any(_is_async(action) for action in actions)
+    if asynchronous and _loop_running():
+        problem = (
+            "its actions are async, and recover() was called from a running event loop, "
+            "which it would block: call it in a thread, "
+            "await asyncio.to_thread(recover, journal)"
+        )
+        return Recovered(row.id, row.name, "skipped", problem, None, steps)
     queue = (AsyncActionQueue if asynchronous else ActionQueue)(
         name=row.name,
         listeners=listeners,
@@ -184,6 +191,14 @@ def recover_run(
         pass
     report = queue.report
     return Recovered(row.id, row.name, report.status.value, None, report, _steps(journal, row))
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _is_async(action: object) -> bool:

@@ -244,15 +244,17 @@ class RunReport:
         return head
 
     def format(self) -> str:
-        """A table of the steps, one line each, under the summary."""
+        """A table of the steps, one line each, under the summary (a parallel group's
+        members are marked with the number of the group's first step)."""
         rows = [("#", "step", "status", "tries", "undos", "seconds", "detail")]
         for s in self.steps:
             timed = [d for d in (s.duration, s.rollback_duration) if d is not None]
             bad = s.rollback_error if s.rollback_error is not None else s.error
+            mark = f" [{s.group + 1}]" if s.group is not None else ""
             rows.append(
                 (
                     str(s.index + 1),
-                    s.name,
+                    s.name + mark,
                     s.status.value,
                     str(s.attempts),
                     str(s.rollback_attempts),
