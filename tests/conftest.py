@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -44,3 +46,33 @@ def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     monkeypatch.setattr(time, "sleep", waits.append)
     monkeypatch.setattr(asyncio, "sleep", asleep)
     return waits
+
+
+PG_ENV = "ACTIONQUEUES_TEST_POSTGRES"
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """The PostgreSQL server the tests may create schemas in. Without one the
+    PostgreSQL tests skip, saying how to enable them; in CI (CI set) they fail."""
+    url = os.environ.get(PG_ENV)
+    if not url:
+        msg = (
+            f"the PostgreSQL tests need a server: set {PG_ENV}=postgresql://USER@HOST:PORT/DB "
+            "(a database the tests may create and drop schemas in)"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(f"{msg}; in CI they must run")
+        pytest.skip(msg)
+    return url
+
+
+@pytest.fixture
+def pg_schema(pg_url: str) -> Iterator[str]:
+    """A schema of the test's own, dropped afterwards."""
+    import psycopg
+
+    name = f"aq_test_{uuid.uuid4().hex[:12]}"
+    yield name
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")

@@ -2,10 +2,12 @@
 
 usage: crash_child.py run JOURNAL SYSTEM STEPS FAIL_AT MODE
        crash_child.py arun JOURNAL SYSTEM STEPS FAIL_AT MODE   (AsyncActionQueue,
-                                                async actions, steps 1-2 in parallel)
+                                async actions; in rollback mode steps 1-2 in parallel)
        crash_child.py threads JOURNAL SYSTEM   (4 threads of queues, durability=power,
                                                 until killed from outside)
        crash_child.py recover JOURNAL
+       crash_child.py worker JOURNAL   (recover every 0.1 s until killed)
+JOURNAL is a file path, or a postgresql:// URL (the schema in $AQ_PG_SCHEMA).
 AQ_CRASH_AT=n kills the process with SIGKILL at the n-th instrumented point
 (inside actions, before and after their side effects, and between steps).
 """
@@ -14,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import threading
+import time
 
 from durable_actions import AsyncWrite, Crasher, Write, registry
 
@@ -30,7 +34,7 @@ def between_steps(event: actionqueues.Event) -> None:
 
 def threads(journal_path: str, system: str) -> None:
     """Queues in 4 threads sharing group commits, forever: the parent kills us."""
-    journal = SQLiteJournal(journal_path, lease=0.3, durability="power")
+    journal = SQLiteJournal(journal_path, lease=0.3, durability="power")  # SQLite's own
 
     def work(n: int) -> None:
         for k in range(10**9):
@@ -49,12 +53,23 @@ def threads(journal_path: str, system: str) -> None:
         t.join()
 
 
+def open_it(where: str, **options: object) -> actionqueues.journal.Journal:
+    if where.startswith("postgresql://"):
+        options["schema"] = os.environ["AQ_PG_SCHEMA"]
+    return actionqueues.open_journal(where, **options)
+
+
 def main() -> None:
     command, journal_path = sys.argv[1], sys.argv[2]
     if command == "threads":
         threads(journal_path, sys.argv[3])
         return
-    journal = SQLiteJournal(journal_path, lease=0.3)
+    journal = open_it(journal_path, lease=0.3)
+    if command == "worker":
+        while True:
+            with contextlib.suppress(actionqueues.JournalError):  # the database restarting
+                actionqueues.recover(journal, registry=registry, listeners=[between_steps])
+            time.sleep(0.1)
     if command == "arun":
         system, steps, fail_at, mode = sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
         aqueue = AsyncActionQueue(
@@ -66,7 +81,11 @@ def main() -> None:
         )
         actions = [AsyncWrite(system, f"step {i}", fail=i == fail_at) for i in range(steps)]
         aqueue.add(actions[0])
-        aqueue.add_parallel(*actions[1:3])  # steps >= 3
+        if mode == "rollback":  # (a resumable queue has no parallel groups)
+            aqueue.add_parallel(*actions[1:3])  # steps >= 3
+        else:
+            aqueue.add(actions[1])
+            aqueue.add(actions[2])
         for action in actions[3:]:
             aqueue.add(action)
         with contextlib.suppress(RuntimeError):

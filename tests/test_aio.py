@@ -646,3 +646,341 @@ def test_recover_inside_a_running_loop_leaves_async_runs_for_a_thread(
 
     asyncio.run(main())
     journal.close()
+
+
+# -- regressions found in review ------------------------------------------------------------
+
+
+class Flaky(SQLiteJournal):
+    """A real SQLite journal whose writes can be made to fail or to dawdle."""
+
+    fail_on: tuple[int, str] | None = None  # (step, status) whose write fails
+    slow = 0.0
+
+    def record(self, run_id: str, claim: int, changes: Any, *args: Any, **kw: Any) -> None:
+        if self.slow:
+            time.sleep(self.slow)
+        if any((c.index, c.status) == self.fail_on for c in changes):
+            msg = f"write refused (test) for {self.fail_on}"
+            raise actionqueues.JournalError(msg)
+        super().record(run_id, claim, changes, *args, **kw)
+
+
+@registry.register("test.aio.s")
+@dataclasses.dataclass
+class S:
+    """A durable async step that logs into LOG_S."""
+
+    name: str
+    fail: bool = False
+    delay: float = 0.0
+    rb_fail: bool = False
+
+    async def execute(self) -> str:
+        LOG_S.append((self.name, "execute"))
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise ValueError(f"{self.name} failed")
+        return self.name
+
+    async def rollback(self) -> None:
+        LOG_S.append((self.name, "rollback"))
+        await asyncio.sleep(0)
+        if self.rb_fail:
+            raise RuntimeError(f"{self.name} rollback failed")
+
+
+LOG_S: Log = []
+
+
+@pytest.fixture
+def flaky(tmp_path: Path) -> Any:
+    LOG_S.clear()
+    journal = Flaky(tmp_path / "j.db")
+    yield journal
+    journal.close()
+
+
+def calls(what: str) -> list[str]:
+    return [name for name, w in LOG_S if w == what]
+
+
+def test_a_member_whose_record_failed_never_ran_and_is_not_rolled_back(flaky: Any) -> None:
+    """S3: if a member's "executing" record cannot be made, the group never starts."""
+    flaky.fail_on = (2, "executing")
+
+    async def main() -> None:
+        q = AsyncActionQueue(journal=flaky, registry=registry)
+        q.add(S("a"))
+        q.add_parallel(S("b"), S("c"))
+        with pytest.raises(actionqueues.JournalError, match="write refused"):
+            await q.run()
+        assert ["a"] == calls("execute")
+        assert ["a"] == calls("rollback")
+        assert ["rolled_back", "pending", "pending"] == [s.status for s in q.report.steps]
+
+    asyncio.run(main())
+
+
+def test_cancelled_while_a_group_is_being_recorded_nothing_of_it_ran(flaky: Any) -> None:
+    async def main() -> None:
+        q = AsyncActionQueue(journal=flaky, registry=registry)
+        q.add(S("a"))
+        q.add_parallel(S("b"), S("c"))
+        task = asyncio.ensure_future(q.run())
+        while not LOG_S:
+            await asyncio.sleep(0)
+        flaky.slow = 0.05  # the group's records take their time
+        await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert ["a"] == calls("execute") == calls("rollback")
+
+    asyncio.run(main())
+
+
+def test_a_members_failed_rollback_is_recorded(flaky: Any) -> None:
+    async def main() -> None:
+        q = AsyncActionQueue(journal=flaky, registry=registry)
+        q.add_parallel(S("a", rb_fail=True, delay=0.02), S("b"))
+        q.add(S("boom", fail=True))
+        with pytest.raises(ValueError, match="boom"):
+            await q.run()
+        _, steps = flaky.load(q._durable.run_id)  # type: ignore[misc, union-attr]
+        assert "rollback_failed" == steps[0].status
+        assert "a rollback failed" in (steps[0].rollback_error or "")
+
+    asyncio.run(main())
+
+
+def test_execute_and_rollback_may_each_run_on_a_loop_of_their_own(flaky: Any) -> None:
+    q = AsyncActionQueue(journal=flaky, registry=registry)
+    q.add_parallel(S("a"), S("b"))
+    q.add(S("boom", fail=True))
+    with pytest.raises(ValueError, match="boom"):
+        asyncio.run(q.execute())
+    asyncio.run(q.rollback())
+    assert {"a", "b", "boom"} == set(calls("rollback"))
+    assert ["rolled_back"] * 3 == [s.status for s in q.report.steps]
+
+
+def test_a_closed_journal_does_not_stop_an_async_rollback(flaky: Any) -> None:
+    async def main() -> None:
+        q = AsyncActionQueue(journal=flaky, registry=registry)
+        q.add(S("a"))
+        q.add(S("boom", fail=True))
+        with pytest.raises(ValueError, match="boom"):
+            await q.execute()
+        flaky.close()
+        await q.rollback()  # logged, not raised: the compensation matters more
+        assert ["boom", "a"] == calls("rollback")
+
+    asyncio.run(main())
+    with pytest.raises(actionqueues.JournalError, match="closed"):
+        flaky.writer()
+
+
+def test_a_members_executed_record_failing_stops_the_run(flaky: Any) -> None:
+    flaky.fail_on = (1, "executed")
+
+    async def main() -> None:
+        q = AsyncActionQueue(journal=flaky, registry=registry)
+        q.add_parallel(S("a"), S("b"))
+        q.add(S("c"))
+        with pytest.raises(actionqueues.JournalError, match="write refused"):
+            await q.run()
+        assert "c" not in calls("execute")
+        assert {"a", "b"} == set(calls("rollback"))
+
+    asyncio.run(main())
+
+
+def test_a_resumable_queue_refuses_parallel_groups(flaky: Any) -> None:
+    q = AsyncActionQueue(journal=flaky, registry=registry, recovery="resume")
+    with pytest.raises(InvalidArgumentError, match="recovery='resume'"):
+        q.add_parallel(S("a"), S("b"))
+
+
+class Awaiting:
+    """Plain methods that return coroutines: the async queue awaits them."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def execute(self) -> Awaitable[None]:
+        return asyncio.sleep(0)
+
+    def rollback(self) -> Awaitable[None]:
+        LOG_S.append((self.name, "rollback"))
+        return asyncio.sleep(0)
+
+
+registry.register("test.aio.awaiting", Awaiting)
+
+
+def test_recovery_runs_an_async_queues_run_on_a_loop_even_with_plain_methods(
+    tmp_path: Path,
+) -> None:
+    LOG_S.clear()
+    journal = SQLiteJournal(tmp_path / "j.db", lease=0.2)
+
+    async def abandon() -> None:
+        q = AsyncActionQueue(journal=journal, registry=registry)
+        q.add(Awaiting("y"))
+        q._begin_execute()
+        await q._step_started(0, actionqueues.Phase.EXECUTE, 1)
+        q._durable.leave()  # type: ignore[union-attr]
+
+    asyncio.run(abandon())
+    assert journal.runs()[0].mode == "rollback:async"
+    time.sleep(0.3)
+    [result] = actionqueues.recover(journal, registry=registry)
+    assert "rolled_back" == result.outcome
+    assert ["y"] == calls("rollback")
+    journal.close()
+
+
+def test_a_members_own_error_stays_on_its_report_when_the_group_is_cancelled() -> None:
+    async def fails() -> None:
+        raise ValueError("the real failure")
+
+    async def main() -> None:
+        q = AsyncActionQueue()
+        q.add_parallel(fails, Step("slow", [], delay=10))
+        task = asyncio.ensure_future(q.run())
+        await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert isinstance(q.report.steps[0].error, ValueError)
+        assert isinstance(q.report.steps[1].error, asyncio.CancelledError)
+
+    asyncio.run(main())
+
+
+def test_reports_around_a_group() -> None:
+    seen: dict[str, list[str]] = {}
+    holder: list[AsyncActionQueue] = []
+
+    def peek(label: str) -> Callable[[], None]:
+        def look() -> None:
+            seen[label] = [s.status.value for s in holder[0].report.steps]
+
+        return look
+
+    async def main() -> None:
+        q = AsyncActionQueue()
+        holder.append(q)
+        q.add(lambda: None, peek("rollback of step 1"))
+        q.add_parallel(lambda: None, lambda: None)
+        q.add(peek("step 4"))
+        q.add(lambda: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            await q.run()
+        assert q.report.summary().endswith("rolled back 5 steps")
+
+    asyncio.run(main())
+    assert ["executed", "executed", "executed", "executing", "pending"] == seen["step 4"]
+    assert ["rolling_back"] + ["rolled_back"] * 4 == seen["rollback of step 1"]
+
+
+def test_an_interrupt_raised_by_a_rollback_reaches_runs_caller() -> None:
+    async def boom() -> None:
+        raise ValueError
+
+    def bad_undo() -> None:
+        raise SystemExit(3)
+
+    caught: list[BaseException] = []
+
+    async def main() -> None:
+        q = AsyncActionQueue()
+        q.add(lambda: None, bad_undo)
+        q.add(boom)
+        try:
+            await q.run()
+        except BaseException as exc:
+            caught.append(exc)
+
+    asyncio.run(main())
+    assert [SystemExit] == [type(e) for e in caught]
+
+
+def test_a_direct_rollback_cancelled_during_a_write_still_rolls_everything_back(
+    flaky: Any,
+) -> None:
+    async def main() -> None:
+        q = AsyncActionQueue(journal=flaky, registry=registry)
+        q.add(S("a"))
+        q.add(S("b"))
+        q.add(S("boom", fail=True))
+        with pytest.raises(ValueError, match="boom"):
+            await q.execute()
+        flaky.slow = 0.05
+        task = asyncio.ensure_future(q.rollback())
+        await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        flaky.slow = 0.0
+        assert ["boom", "b", "a"] == calls("rollback")
+        assert "rolled_back" == q.report.status.value
+
+    asyncio.run(main())
+
+
+def test_cancelled_while_the_failure_is_recorded_the_events_still_go_out(flaky: Any) -> None:
+    events: list[Event] = []
+
+    async def main() -> None:
+        q = AsyncActionQueue(journal=flaky, registry=registry, listeners=[events.append])
+        q.add(S("boom", fail=True, delay=0.01))
+        task = asyncio.ensure_future(q.execute())
+        while not LOG_S:
+            await asyncio.sleep(0)
+        flaky.slow = 0.05
+        await asyncio.sleep(0.03)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert [0] == [e.index for e in events if isinstance(e, StepFailed)]
+
+
+def test_a_cancellation_wins_over_what_the_shielded_rollback_raised() -> None:
+    async def boom() -> None:
+        raise ValueError
+
+    async def slow_bad_undo() -> None:
+        await asyncio.sleep(0.05)
+        raise RuntimeError("undo failed")
+
+    async def main() -> None:
+        q = AsyncActionQueue(strict=True)
+        q.add(lambda: None, slow_bad_undo)
+        q.add(boom)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.02):
+                await q.run()  # the rollback outlives the timeout, then fails
+        assert "rollback_failed" == q.report.status.value
+
+    asyncio.run(main())
+
+
+def test_the_sync_queues_refusal_of_a_coroutine_is_not_retried() -> None:
+    count: list[int] = []
+
+    async def work() -> None:
+        pass
+
+    def returns_coroutine() -> Awaitable[None]:
+        count.append(1)
+        return work()
+
+    q = ActionQueue(retry=RetryPolicy(on=Exception, attempts=4, wait_initial=0))
+    q.add(returns_coroutine)
+    with pytest.raises(InvalidActionError):
+        q.run()
+    assert [1] == count

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from actionqueues.journal import PostgresJournal, RunRow
+
 HERE = Path(__file__).resolve().parent
 CHILD = HERE / "crash_child.py"
 TRIALS = int(os.environ.get("AQ_CRASH_TRIALS", "200"))
@@ -28,12 +31,23 @@ BATCH = 10
 KILLED = -9
 
 
-def child(*args: object, crash_at: int = 0) -> int:
-    env = {**os.environ, "AQ_CRASH_AT": str(crash_at), "PYTHONPATH": str(HERE)}
+def child(*args: object, crash_at: int = 0, schema: str = "") -> int:
     done = subprocess.run(
-        [sys.executable, str(CHILD), *map(str, args)], env=env, timeout=120, check=False
+        [sys.executable, str(CHILD), *map(str, args)],
+        env=child_env(crash_at, schema),
+        timeout=120,
+        check=False,
     )
     return done.returncode
+
+
+def child_env(crash_at: int = 0, schema: str = "") -> dict[str, str]:
+    return {
+        **os.environ,
+        "AQ_CRASH_AT": str(crash_at),
+        "AQ_PG_SCHEMA": schema,
+        "PYTHONPATH": str(HERE),
+    }
 
 
 def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
@@ -60,9 +74,12 @@ def recover_all(journal: Path, rng: random.Random) -> int:
     pytest.fail(f"{unfinished(journal)} runs still unfinished after 100 recoveries")
 
 
-def check_systems(journal: Path, system: Path) -> Counter[str]:
+def check_systems(journal: Path | list[RunRow], system: Path) -> Counter[str]:
     """Every run finished; effects match the outcome; no compensation twice per claim."""
-    runs = rows(journal, "SELECT id, status, steps, name FROM runs")
+    if isinstance(journal, Path):
+        runs = rows(journal, "SELECT id, status, steps, name FROM runs")
+    else:
+        runs = [(r.id, r.status, r.steps, r.name) for r in journal]
     effects = Counter(str(k).split("/")[0] for (k,) in rows(system, "SELECT key FROM effects"))
     outcomes: Counter[str] = Counter()
     for run_id, status, steps, name in runs:
@@ -170,3 +187,143 @@ def test_concurrent_recoverers_never_take_the_same_run(tmp_path: Path) -> None:
     assert {"rolled_back": 12} == dict(outcomes)
     claims = rows(journal, "SELECT claims FROM runs")
     assert all(c == (1,) for c in claims), claims
+
+
+# -- the PostgreSQL journal: a fleet of workers ------------------------------------------
+
+
+def pg_runs(url: str, schema: str) -> list[RunRow]:
+    journal = PostgresJournal(url, schema=schema)
+    try:
+        return journal.runs()
+    finally:
+        journal.close()
+
+
+def pg_unfinished(url: str, schema: str) -> int:
+    return sum(r.status not in ("completed", "rolled_back") for r in pg_runs(url, schema))
+
+
+def start_workers(url: str, schema: str, count: int) -> list[subprocess.Popen[bytes]]:
+    return [
+        subprocess.Popen([sys.executable, str(CHILD), "worker", url], env=child_env(0, schema))
+        for _ in range(count)
+    ]
+
+
+def stop(workers: list[subprocess.Popen[bytes]]) -> None:
+    for worker in workers:
+        worker.kill()
+        worker.wait(timeout=30)
+
+
+def settle(url: str, schema: str, workers: list[subprocess.Popen[bytes]]) -> None:
+    """Wait until the workers have finished every run, then stop them."""
+    for _ in range(600):
+        if not pg_unfinished(url, schema):
+            break
+        time.sleep(0.1)
+    stop(workers)
+    assert 0 == pg_unfinished(url, schema), "runs left unfinished by the workers"
+
+
+def test_postgres_fleet_sigkill_anywhere(pg_url: str, pg_schema: str, tmp_path: Path) -> None:
+    """D1-D7 on PostgreSQL: queue processes killed at random points while four worker
+    processes recover, and the workers themselves killed at random and restarted."""
+    rng = random.Random(515)
+    system = tmp_path / "system.db"
+    PostgresJournal(pg_url, schema=pg_schema).close()  # the schema, made once
+    workers = start_workers(pg_url, pg_schema, 4)
+    kills = worker_kills = 0
+    for _ in range(max(1, TRIALS // BATCH)):
+        batch = []
+        for _ in range(BATCH):  # ten queue processes at once
+            steps = rng.randint(2, 5)
+            fail_at = rng.choice([-1, -1, rng.randrange(steps)])
+            mode = rng.choice(["rollback", "resume"])
+            args = ["run", pg_url, system, steps, fail_at, mode]
+            env = child_env(rng.randint(1, 5 * steps), pg_schema)
+            batch.append(subprocess.Popen([sys.executable, str(CHILD), *map(str, args)], env=env))
+        victim = rng.randrange(len(workers))
+        time.sleep(rng.uniform(0, 0.3))
+        workers[victim].kill()  # a worker dies, mid-recovery or idle
+        workers[victim].wait(timeout=30)
+        worker_kills += 1
+        workers[victim] = start_workers(pg_url, pg_schema, 1)[0]
+        codes = [p.wait(timeout=120) for p in batch]
+        assert set(codes) <= {0, KILLED}, codes
+        kills += codes.count(KILLED)
+    settle(pg_url, pg_schema, workers)
+    outcomes = check_systems(pg_runs(pg_url, pg_schema), system)
+    assert TRIALS // BATCH * BATCH == sum(outcomes.values())
+    assert kills > TRIALS // 3, kills
+    assert worker_kills == TRIALS // BATCH
+    assert outcomes["completed"] > 0
+    assert outcomes["rolled_back"] > 0
+
+
+def started_at(url: str) -> object:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT pg_postmaster_start_time()").fetchone()
+    assert row is not None
+    return row[0]
+
+
+def pg_ctlcluster(action: str) -> None:
+    """Stop, start or restart the local PostgreSQL cluster (Debian's tool)."""
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+    tool = shutil.which("pg_ctlcluster")
+    assert tool is not None, "pg_ctlcluster (Debian's postgresql-common) is not installed"
+    subprocess.run(
+        [tool, "--skip-systemctl-redirect", version, "main", action],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def restart_postgres(down: float = 0.0) -> None:
+    """Restart the server; with ``down``, leave it stopped that many seconds first."""
+    if not down:
+        pg_ctlcluster("restart")
+        return
+    pg_ctlcluster("stop")
+    try:
+        time.sleep(down)
+    finally:
+        pg_ctlcluster("start")
+
+
+def test_postgres_restart_while_queues_and_workers_run(
+    pg_url: str, pg_schema: str, tmp_path: Path
+) -> None:
+    """The database restarts under running queues and workers: writes in flight fail
+    (a queue stops before its next side effect), the workers reconnect, and in the end
+    every run is completed or rolled back, none compensated twice under one claim."""
+    if not Path("/etc/postgresql").is_dir():
+        pytest.fail("this test restarts the local PostgreSQL cluster with pg_ctlcluster")
+    rng = random.Random(616)
+    system = tmp_path / "system.db"
+    PostgresJournal(pg_url, schema=pg_schema).close()
+    workers = start_workers(pg_url, pg_schema, 4)
+    queues = []
+    for n in range(24):
+        steps = rng.randint(2, 5)
+        args = ["run", pg_url, system, steps, rng.choice([-1, 1]), "rollback"]
+        queues.append(
+            subprocess.Popen(
+                [sys.executable, str(CHILD), *map(str, args)], env=child_env(0, pg_schema)
+            )
+        )
+        if n == 8:
+            before = started_at(pg_url)
+            restart_postgres()
+            assert before != started_at(pg_url)  # it really restarted
+    codes = [p.wait(timeout=120) for p in queues]
+    assert set(codes) <= {0, 1}, codes  # 1: a write refused while the server was down
+    assert all(w.poll() is None for w in workers), "a worker died with the database"
+    settle(pg_url, pg_schema, workers)
+    outcomes = check_systems(pg_runs(pg_url, pg_schema), system)
+    assert sum(outcomes.values()) > 0

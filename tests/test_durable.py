@@ -33,14 +33,23 @@ from actionqueues import (
     open_journal,
     recover,
 )
+from actionqueues.journal import Journal, PostgresJournal
 
 
-@pytest.fixture
-def journal(tmp_path: Path) -> SQLiteJournal:
-    """A fresh journal with a short lease."""
-    j = SQLiteJournal(tmp_path / "journal.db", lease=0.3)
+@pytest.fixture(params=["sqlite", "postgres"])
+def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Journal]:
+    """A fresh journal with a short lease, on each backend."""
+    if request.param == "sqlite":
+        j: Journal = SQLiteJournal(tmp_path / "journal.db", lease=0.3)
+    else:
+        url, schema = request.getfixturevalue("pg_url"), request.getfixturevalue("pg_schema")
+        j = PostgresJournal(url, schema=schema, lease=0.3)
     yield j
     j.close()
+
+
+# A test of the SQLite journal's own file, connections or locking.
+sqlite_only = pytest.mark.parametrize("journal", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
@@ -56,18 +65,14 @@ def effects(path: str) -> list[str]:
         return [r[0] for r in db.execute("SELECT value FROM effects ORDER BY value")]
 
 
-def peek(journal: SQLiteJournal, run_id: str) -> list[tuple[str, dict[str, object]]]:
-    """The steps' statuses and states, read through another connection."""
-    with sqlite3.connect(journal.path) as db:
-        return [
-            (status, json.loads(state))
-            for status, state in db.execute(
-                "SELECT status, state FROM steps WHERE run_id = ? ORDER BY idx", (run_id,)
-            )
-        ]
+def peek(journal: Journal, run_id: str) -> list[tuple[str, dict[str, object]]]:
+    """The steps' statuses and states, as the journal holds them (committed)."""
+    loaded = journal.load(run_id)
+    assert loaded is not None
+    return [(step.status, json.loads(step.state)) for step in loaded[1]]
 
 
-def test_a_completed_run_is_recorded(journal: SQLiteJournal, sysdb: str) -> None:
+def test_a_completed_run_is_recorded(journal: Journal, sysdb: str) -> None:
     """D2, D4: each step executed with its state after; the run completed."""
     q = ActionQueue(name="signup", journal=journal, registry=registry)
     q.add(Write(sysdb, "a"))
@@ -82,7 +87,7 @@ def test_a_completed_run_is_recorded(journal: SQLiteJournal, sysdb: str) -> None
     assert ["a", "b"] == effects(sysdb)
 
 
-def test_executing_is_committed_before_the_call(journal: SQLiteJournal, sysdb: str) -> None:
+def test_executing_is_committed_before_the_call(journal: Journal, sysdb: str) -> None:
     """D1/D2: inside execute, the journal already says executing, with the state before."""
     seen: list[object] = []
 
@@ -117,7 +122,7 @@ def test_executing_is_committed_before_the_call(journal: SQLiteJournal, sysdb: s
     assert ["rolled_back"] * 2 == [s for s, _ in peek(journal, run.id)]
 
 
-def test_a_failed_run_records_the_failure_and_rollback(journal: SQLiteJournal, sysdb: str) -> None:
+def test_a_failed_run_records_the_failure_and_rollback(journal: Journal, sysdb: str) -> None:
     """D3, D4: a failing step is recorded failed, then every step rolled back."""
     q = ActionQueue(journal=journal, registry=registry)
     q.add(Write(sysdb, "a"))
@@ -136,7 +141,7 @@ def test_a_failed_run_records_the_failure_and_rollback(journal: SQLiteJournal, s
     assert [] == effects(sysdb)
 
 
-def test_idempotency_key_is_stable_across_retries(journal: SQLiteJournal) -> None:
+def test_idempotency_key_is_stable_across_retries(journal: Journal) -> None:
     """D6: retries of a step see the same key; another step another key."""
     keys: list[str] = []
 
@@ -166,7 +171,7 @@ def test_idempotency_key_is_stable_across_retries(journal: SQLiteJournal) -> Non
 
 
 def test_unregistered_functions_and_non_json_state_are_refused_at_add(
-    journal: SQLiteJournal, sysdb: str
+    journal: Journal, sysdb: str
 ) -> None:
     """D11: a durable queue refuses, at add(), what it could not record or rebuild."""
     q = ActionQueue(journal=journal, registry=registry)
@@ -181,7 +186,8 @@ def test_unregistered_functions_and_non_json_state_are_refused_at_add(
     assert [] == journal.runs()
 
 
-def test_bad_durable_arguments(journal: SQLiteJournal) -> None:
+@sqlite_only
+def test_bad_durable_arguments(journal: Journal) -> None:
     """Bad input: journal, registry, recovery and run_id are checked."""
     with pytest.raises(InvalidArgumentError, match="not a journal"):
         ActionQueue(journal="runs.db")  # type: ignore[arg-type]
@@ -211,7 +217,7 @@ def test_registry_rules() -> None:
     assert ["a"] == names.names()
 
 
-def test_custom_state_hooks(journal: SQLiteJournal) -> None:
+def test_custom_state_hooks(journal: Journal) -> None:
     """D8: to_state()/from_state() and encode=/decode= replace the default encoding."""
 
     class Money:
@@ -266,8 +272,9 @@ def test_durability_setting_reaches_sqlite(tmp_path: Path) -> None:
         j.close()
 
 
+@sqlite_only
 def test_unwritable_journal_stops_before_the_side_effect(
-    journal: SQLiteJournal, sysdb: str, caplog: pytest.LogCaptureFixture
+    journal: Journal, sysdb: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """D10: a journal that cannot be written raises before the step's side effect."""
 
@@ -321,7 +328,7 @@ def test_a_locked_journal_is_a_clear_error(tmp_path: Path, sysdb: str) -> None:
     j.close()
 
 
-def test_recovery_rolls_back_an_abandoned_run(journal: SQLiteJournal, sysdb: str) -> None:
+def test_recovery_rolls_back_an_abandoned_run(journal: Journal, sysdb: str) -> None:
     """D5, D7: a failed run its owner dropped is rolled back once the lease expires."""
     q = ActionQueue(journal=journal, registry=registry)
     q.add(Write(sysdb, "a"))
@@ -340,7 +347,7 @@ def test_recovery_rolls_back_an_abandoned_run(journal: SQLiteJournal, sysdb: str
     assert [] == recover(journal, registry=registry)
 
 
-def test_heartbeat_keeps_a_long_step_owned(journal: SQLiteJournal) -> None:
+def test_heartbeat_keeps_a_long_step_owned(journal: Journal) -> None:
     """D7: while a step runs longer than the lease, the owner keeps the run."""
     stolen: list[object] = []
 
@@ -388,9 +395,8 @@ def test_a_run_taken_over_stops_with_lease_lost(tmp_path: Path, sysdb: str) -> N
     thief.close()
 
 
-def test_unknown_names_and_corrupt_state_are_left_untouched(
-    journal: SQLiteJournal, sysdb: str
-) -> None:
+@sqlite_only
+def test_unknown_names_and_corrupt_state_are_left_untouched(journal: Journal, sysdb: str) -> None:
     """D8: recovery reports and skips runs it cannot rebuild; nothing is rewritten."""
     for _ in range(2):
         q = ActionQueue(journal=journal, registry=registry)
@@ -412,7 +418,7 @@ def test_unknown_names_and_corrupt_state_are_left_untouched(
     assert before == {r: journal.load(r)[1] for r in (first, second)}  # type: ignore[index]
 
 
-def test_resume_mode_completes_an_interrupted_run(journal: SQLiteJournal, sysdb: str) -> None:
+def test_resume_mode_completes_an_interrupted_run(journal: Journal, sysdb: str) -> None:
     """D5: recovery="resume" executes the rest, the executing step again."""
     q = ActionQueue(journal=journal, registry=registry, recovery="resume")
     q.add(Write(sysdb, "a"))
@@ -432,7 +438,7 @@ def test_resume_mode_completes_an_interrupted_run(journal: SQLiteJournal, sysdb:
     assert ["b", "c"] == effects(sysdb)  # a's side effect was never made in this test
 
 
-def test_runs_listing_and_prune(journal: SQLiteJournal, sysdb: str) -> None:
+def test_runs_listing_and_prune(journal: Journal, sysdb: str) -> None:
     """Finished runs are listed, filtered, and pruned by age; unfinished ones stay."""
     for name in ("x", "y"):
         q = ActionQueue(name=name, journal=journal, registry=registry)
@@ -463,7 +469,7 @@ def test_open_journal_urls(tmp_path: Path) -> None:
         open_journal("mysql://x")
 
 
-def test_many_threads_share_one_journal(journal: SQLiteJournal, sysdb: str) -> None:
+def test_many_threads_share_one_journal(journal: Journal, sysdb: str) -> None:
     """Queues in several threads write one journal through their own connections."""
     errors: list[BaseException] = []
 
@@ -672,7 +678,7 @@ def test_the_state_after_execute_survives_a_crash_right_after_it(tmp_path: Path)
         assert [] == db.execute("SELECT id FROM users").fetchall()
 
 
-def test_rollback_after_completion_is_leased(journal: SQLiteJournal, sysdb: str) -> None:
+def test_rollback_after_completion_is_leased(journal: Journal, sysdb: str) -> None:
     """D7: a completed run rolled back later is owned again while it rolls back."""
     stolen: list[object] = []
 
@@ -706,8 +712,9 @@ def test_a_closed_journal_refuses_new_runs(tmp_path: Path, sysdb: str) -> None:
     assert [] == effects(sysdb)
 
 
+@sqlite_only
 def test_recovery_keeps_earlier_rollback_failures_and_uses_policies(
-    journal: SQLiteJournal, sysdb: str
+    journal: Journal, sysdb: str
 ) -> None:
     """A rollback that failed under an earlier claim still makes the run
     rollback_failed; recover(rollback_retry=) retries the rollbacks it makes."""
@@ -751,7 +758,7 @@ def test_recovery_keeps_earlier_rollback_failures_and_uses_policies(
     assert ["rolled_back", "rollback_failed", "rolled_back"] == [s.status for s in result.steps]
 
 
-def test_a_rollback_leaving_unrecordable_state_goes_on(journal: SQLiteJournal) -> None:
+def test_a_rollback_leaving_unrecordable_state_goes_on(journal: Journal) -> None:
     """A rollback whose state is no longer JSON is logged; earlier rollbacks still run."""
     undone: list[str] = []
 
@@ -778,7 +785,7 @@ def test_a_rollback_leaving_unrecordable_state_goes_on(journal: SQLiteJournal) -
     assert "rolled_back" == journal.runs()[0].status
 
 
-def test_a_refused_durable_add_leaves_nothing_behind(journal: SQLiteJournal, sysdb: str) -> None:
+def test_a_refused_durable_add_leaves_nothing_behind(journal: Journal, sysdb: str) -> None:
     """A bad option on add() keeps neither the action nor its name or journal entry."""
     q = ActionQueue(journal=journal, registry=registry)
     with pytest.raises(actionqueues.InvalidPolicyError):
@@ -789,8 +796,9 @@ def test_a_refused_durable_add_leaves_nothing_behind(journal: SQLiteJournal, sys
     assert ["b"] == effects(sysdb)
 
 
+@sqlite_only
 def test_a_failed_executing_record_is_not_replayed(
-    journal: SQLiteJournal, sysdb: str, caplog: pytest.LogCaptureFixture
+    journal: Journal, sysdb: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """D10: when step b's "executing" write fails, b is never recorded as called, even
     once the journal can be written again."""
@@ -816,7 +824,7 @@ def test_a_failed_executing_record_is_not_replayed(
     assert [] == effects(sysdb)
 
 
-def test_bad_one_commit_per_step_and_closed_recovery(journal: SQLiteJournal) -> None:
+def test_bad_one_commit_per_step_and_closed_recovery(journal: Journal) -> None:
     """Bad input: one_commit_per_step is a bool; recovering a closed journal is refused."""
     with pytest.raises(InvalidArgumentError, match="pass True or False"):
         ActionQueue(journal=journal, one_commit_per_step="no")  # type: ignore[arg-type]
@@ -825,7 +833,7 @@ def test_bad_one_commit_per_step_and_closed_recovery(journal: SQLiteJournal) -> 
         recover(journal)
 
 
-def test_a_decoder_building_a_non_action_is_skipped(journal: SQLiteJournal) -> None:
+def test_a_decoder_building_a_non_action_is_skipped(journal: Journal) -> None:
     """D8: a registration whose decode= builds something that is not an action is
     reported and left untouched, and the recoverer goes on."""
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import PG_ENV
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
@@ -42,6 +45,18 @@ def run_block(code: str) -> str:
     finally:
         del sys.modules[module.__name__]
     return out.getvalue()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def drop_readme_schema() -> Iterator[None]:
+    """The PostgreSQL example's schema goes when the examples are done."""
+    yield
+    url = os.environ.get(PG_ENV)
+    if url:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DROP SCHEMA IF EXISTS readme_fleet CASCADE")
 
 
 @pytest.mark.parametrize(("index", "code", "shown"), python_blocks())

@@ -82,9 +82,20 @@ class AsyncActionQueue(AsyncDriver):
             await self.execute()
         except BaseException as exc:
             try:
-                await _uncancelled(asyncio.ensure_future(self.rollback()))
+                # In a task of its own, shielded; what it raises comes back as a value
+                # (asyncio would let a KeyboardInterrupt out of the loop, not to us).
+                raised = await _uncancelled(asyncio.ensure_future(self._rollback_quietly()))
+                if raised is not None:
+                    raise raised
             finally:
                 self._annotate(exc)
                 del self  # no queue → error → traceback → frame → queue cycle
             raise
         return self.report
+
+    async def _rollback_quietly(self) -> BaseException | None:
+        try:
+            await self.rollback()
+        except BaseException as exc:
+            return exc
+        return None

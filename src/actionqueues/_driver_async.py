@@ -106,13 +106,19 @@ class AsyncDriver(Engine):
                     await self._step_succeeded(len(done) - 1, _EXECUTE)
         except BaseException as exc:
             self._end_execute(exc, failed)
+            held: BaseException | None = None
             if self._durable is not None:
-                await self._record_end(self._durable)
+                try:
+                    await self._record_end(self._durable)
+                except BaseException as interrupt:  # cancelled meanwhile: it goes out
+                    held = interrupt
             if self._report_end:
                 self._announce_end()
             # The queue keeps the exception, whose traceback keeps this frame: drop the
             # frame's reference to the queue, one path fewer in the reference cycle.
             del self
+            if held is not None:
+                raise held from exc
             raise
         self._end_execute(None)
         if self._durable is not None:
@@ -145,7 +151,9 @@ class AsyncDriver(Engine):
         for i in steps:  # async-only
             # begin async-only
             if groups and (first := self._group_of(i)) is not None:
-                await self._rollback_group(first, i + 1)
+                lost = await self._rollback_group(first, i + 1)
+                if lost is not None:
+                    raise lost
                 for _ in islice(steps, i - first):  # the other members
                     pass
                 continue
@@ -242,6 +250,7 @@ class AsyncDriver(Engine):
                 f"step {index + 1} ({self._step_name(index)!r}) took longer than its "
                 f"timeout of {timeout:g} s"
             )
+            del self  # the error's traceback holds this frame: no cycle through it
             raise TimeoutError(msg) from exc
         # end async-only
 
@@ -291,6 +300,8 @@ class AsyncDriver(Engine):
             raise
         except (JournalError, ActionQueueError) as exc:
             logger.error("rolling back step %d without a journal record: %s", index + 1, exc)
+        except BaseException as exc:  # an interrupt: held until every rollback was tried
+            self._hold(exc)
 
     async def _step_succeeded(self, index: int, phase: Phase) -> None:
         self._calling = False
@@ -321,6 +332,8 @@ class AsyncDriver(Engine):
             raise
         except JournalError as exc:  # kept pending: the next write tries again
             logger.error("step %d rolled back, not yet recorded: %s", index + 1, exc)
+        except BaseException as exc:  # an interrupt: held until every rollback was tried
+            self._hold(exc)
 
     async def _record_end(self, durable: DurableRun) -> None:
         """D4: record how execution ended. Unrecorded, a completed run must not count
@@ -361,76 +374,106 @@ class AsyncDriver(Engine):
             await self._io(recorder.finish, "rollback_failed" if self._rb_errors else "rolled_back")
         except (JournalError, ActionQueueError) as exc:
             logger.error("could not record the end of run %s's rollback: %s", durable.run_id, exc)
+        except BaseException as exc:  # an interrupt: raised once the rollback is over
+            self._hold(exc)
 
     # begin async-only
     # -- parallel groups ------------------------------------------------------------
 
     async def _execute_group(self, first: int, end: int) -> tuple[int, BaseException | None]:
-        """Start the members ``first`` to ``end`` together and wait for them all. Every
-        member counts as executed. The first failed member's index (or -1), and what
-        to raise: that member's exception, or a cancellation that came meanwhile."""
+        """Start the members ``first`` to ``end`` together and wait for them all.
+
+        Every member's "executing" record (D1) is made first, here: if that fails, or
+        the task is cancelled meanwhile, the group never started and no member counts
+        as executed. Once started, every member counts as executed. Returns the
+        first failed member's index (or -1), and what to raise: a cancellation that
+        came meanwhile, else an error of the queue's own (a journal write, a
+        listener), else that member's exception.
+        """
         members = range(first, end)
+        if self._track:
+            for i in members:
+                await self._step_started(i, _EXECUTE, 1)
         self._results.extend([None] * len(members))
         if self._timed:
             self._starts.extend([perf_counter()] * len(members))
         self._inflight = set(members)
+        self._calling = False  # members are shown as executing through _inflight
         if not self._errors:
             self._errors = {}
         if not self._ends:
             self._ends = {}
+        aborted: list[BaseException] = []
         interrupted: BaseException | None = None
         try:
-            await _all([self._member(i, _EXECUTE) for i in members])
+            await _all([self._member(i, _EXECUTE, aborted) for i in members])
         except BaseException as exc:  # cancelled: every member has ended, cancelled too
             interrupted = exc
-        self._calling = False
+        self._calling = not self._track
         failures = [i for i in members if i in self._errors]
-        if not failures:
-            return -1, interrupted
-        error = self._errors.pop(failures[0])
-        return failures[0], interrupted if interrupted is not None else error
+        failed = failures[0] if failures else -1
+        if interrupted is not None or aborted:
+            return failed, interrupted if interrupted is not None else aborted[0]
+        return failed, None if failed < 0 else self._errors.pop(failed)
 
-    async def _member(self, index: int, phase: Phase) -> None:
+    async def _member(self, index: int, phase: Phase, aborted: list[BaseException]) -> None:
         """One member of a parallel group, in a task of its own: an execute's failure
         is kept, not raised, so that the other members run to their end; a rollback's
-        is handled as any rollback's."""
+        is handled as any rollback's. An error of the queue's own after the call (the
+        journal's record of it, a listener) goes to ``aborted``."""
+        action = self._actions[index]
+        durable = self._durable
+        error: BaseException | None = None
         try:
-            if self._track:
-                await self._step_started(index, phase, 1)
-            action = self._actions[index]
             if phase is _EXECUTE:
+                if durable is not None:  # this task's own step context (D6)
+                    durable.enter(index, self._step_name(index), phase, 1)
                 self._results[index] = await self._call(index, phase, action.execute)
             else:
+                if self._track:
+                    await self._step_started(index, phase, 1)
                 await self._call(index, phase, action.rollback)
         except BaseException as exc:
+            error = exc
+        self._inflight.discard(index)
+        if self._timed:
+            self._ends[phase, index] = perf_counter()
+        if error is not None:
             if phase is _EXECUTE:
-                self._errors[index] = exc
+                self._errors[index] = error
             else:
-                self._rollback_failed(index, exc)
+                self._rollback_failed(index, error)
+            del self, error  # the error's traceback holds this frame: no cycle
             return
-        finally:
-            self._inflight.discard(index)
-            if self._timed:
-                self._ends[phase, index] = perf_counter()
         if self._track:
-            await self._step_succeeded(index, phase)
+            try:
+                await self._step_succeeded(index, phase)
+            except BaseException as exc:
+                aborted.append(exc)
 
-    async def _rollback_group(self, first: int, end: int) -> None:
+    async def _rollback_group(self, first: int, end: int) -> BaseException | None:
         """Roll back the members ``first`` to ``end`` together, after the steps that
-        follow the group and before the ones that precede it."""
+        follow the group and before the ones that precede it; an error of the queue's
+        own that must stop the rollback (another process took the run over)."""
         members = range(end - 1, first - 1, -1)
         self._rb_index = first
         if self._timed:
             self._rb_starts.extend([perf_counter()] * len(members))
         self._inflight = set(members)
+        self._calling = False
         if not self._ends:
             self._ends = {}
+        aborted: list[BaseException] = []
         try:
-            await _all([self._member(i, _ROLLBACK) for i in members])
+            await _all([self._member(i, _ROLLBACK, aborted) for i in members])
         except BaseException as exc:  # cancelled: held until every rollback was tried
-            if self._interrupt is None:
-                self._interrupt = exc
-        self._calling = False
+            self._hold(exc)
+        self._calling = not self._track
+        for error in aborted:
+            if isinstance(error, LeaseLostError):
+                return error
+            self._hold(error)
+        return None
 
 
 async def _all(calls: list[Coroutine[Any, Any, None]]) -> None:
@@ -448,17 +491,22 @@ async def _all(calls: list[Coroutine[Any, Any, None]]) -> None:
 
 
 async def _uncancelled(future: asyncio.Future[Any]) -> Any:
-    """Await ``future`` to its end even if the caller is cancelled meanwhile; then
-    propagate the cancellation (or return the result)."""
+    """Await ``future`` to its end even if the caller is cancelled meanwhile. Then a
+    cancellation that came meanwhile propagates (with what the future raised, if
+    anything, as its context); else the future's result or exception."""
     cancelled: BaseException | None = None
     while True:
         try:
             result = await asyncio.shield(future)
         except asyncio.CancelledError as exc:
-            if future.done():
+            if future.cancelled():
                 raise
-            cancelled = exc
+            cancelled = exc  # the caller was cancelled: wait on
             continue
+        except BaseException as exc:
+            if cancelled is not None:
+                raise cancelled from exc
+            raise
         if cancelled is not None:
             raise cancelled
         return result

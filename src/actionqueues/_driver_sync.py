@@ -72,13 +72,19 @@ class SyncDriver(Engine):
                     self._step_succeeded(len(done) - 1, _EXECUTE)
         except BaseException as exc:
             self._end_execute(exc, failed)
+            held: BaseException | None = None
             if self._durable is not None:
-                self._record_end(self._durable)
+                try:
+                    self._record_end(self._durable)
+                except BaseException as interrupt:  # cancelled meanwhile: it goes out
+                    held = interrupt
             if self._report_end:
                 self._announce_end()
             # The queue keeps the exception, whose traceback keeps this frame: drop the
             # frame's reference to the queue, one path fewer in the reference cycle.
             del self
+            if held is not None:
+                raise held from exc
             raise
         self._end_execute(None)
         if self._durable is not None:
@@ -217,6 +223,8 @@ class SyncDriver(Engine):
             raise
         except (JournalError, ActionQueueError) as exc:
             logger.error("rolling back step %d without a journal record: %s", index + 1, exc)
+        except BaseException as exc:  # an interrupt: held until every rollback was tried
+            self._hold(exc)
 
     def _step_succeeded(self, index: int, phase: Phase) -> None:
         self._calling = False
@@ -247,6 +255,8 @@ class SyncDriver(Engine):
             raise
         except JournalError as exc:  # kept pending: the next write tries again
             logger.error("step %d rolled back, not yet recorded: %s", index + 1, exc)
+        except BaseException as exc:  # an interrupt: held until every rollback was tried
+            self._hold(exc)
 
     def _record_end(self, durable: DurableRun) -> None:
         """D4: record how execution ended. Unrecorded, a completed run must not count
@@ -287,3 +297,5 @@ class SyncDriver(Engine):
             self._io(recorder.finish, "rollback_failed" if self._rb_errors else "rolled_back")
         except (JournalError, ActionQueueError) as exc:
             logger.error("could not record the end of run %s's rollback: %s", durable.run_id, exc)
+        except BaseException as exc:  # an interrupt: raised once the rollback is over
+            self._hold(exc)

@@ -310,16 +310,18 @@ class DurableRun:
         self.claim = 0
         self.entered = False  # the step context is set (and ``previous`` kept)
         self.previous: StepContext | None = None
-        self._lock: asyncio.Lock | None = None
+        self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
 
     def lock(self) -> asyncio.Lock:
         """The async queue's lock: one journal write of the run at a time (the
-        members of a parallel group write from tasks of their own)."""
-        if self._lock is None:
-            import asyncio
+        members of a parallel group write from tasks of their own). One per event
+        loop: ``execute()`` and ``rollback()`` may each run on a loop of their own."""
+        import asyncio  # only async queues need it
 
-            self._lock = asyncio.Lock()
-        return self._lock
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock[0] is not loop:
+            self._lock = (loop, asyncio.Lock())
+        return self._lock[1]
 
     def check_add(self, action: object) -> tuple[str, str]:
         """D11: refuse, at add(), an action a journal could not record or rebuild; its
@@ -344,13 +346,18 @@ class DurableRun:
         self.names.append(entry[0])
         self.states.append(entry[1])
 
-    def begin(self, queue_name: str | None, step_names: list[str]) -> None:
+    def begin(
+        self, queue_name: str | None, step_names: list[str], *, asynchronous: bool = False
+    ) -> None:
         """Prepare the run's record: the run and its steps, pending, are inserted with
-        the first write, the first step's "executing" record (D1)."""
+        the first write, the first step's "executing" record (D1). The run's mode says
+        what recovery does (``rollback`` or ``resume``) and, for a run of the async
+        queue, that recovery must run it on an event loop (``:async``)."""
         # The pending steps' states as added; each is recorded again, as it is then,
         # when the step starts (D1).
         steps = list(zip(self.names, step_names, self.states, strict=True))
-        new = NewRun(queue_name, self.mode, steps)
+        mode = f"{self.mode}:async" if asynchronous else self.mode
+        new = NewRun(queue_name, mode, steps)
         self.recorder = RunRecorder(self.journal, self.run_id, self.claim, new, fold=self.fold)
 
     def adopt(self, recorder: RunRecorder, names: list[str]) -> None:

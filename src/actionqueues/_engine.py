@@ -95,6 +95,10 @@ _CHECKED_ASYNC: Final[set[type]] = set()
 _CHECKED_MAX: Final = 1024
 
 
+class _UnawaitedError(InvalidActionError):
+    """A coroutine returned to the sync queue: a mistake in the code, not retried."""
+
+
 class _NoEntries(dict[Any, Any]):
     """The empty mapping queues share until a step needs an entry of its own."""
 
@@ -371,6 +375,14 @@ class Engine:
             for a in actions
         ]
         durable = self._durable
+        if durable is not None and durable.mode == "resume":
+            msg = (
+                "add_parallel() in a queue made with recovery='resume': a resumed run "
+                "executes its steps one by one from the first one not recorded as "
+                "executed, and would execute again a member that had finished. Use "
+                "recovery='rollback' (the default), or add the actions one by one."
+            )
+            raise InvalidArgumentError(msg)
         entries = [durable.check_add(a) for a in members] if durable is not None else []
         first = len(self._actions)
         name = options.get("name")
@@ -604,11 +616,17 @@ class Engine:
             return timeouts[index]
         return self._timeout
 
+    def _hold(self, interrupt: BaseException) -> None:
+        """An interrupt (KeyboardInterrupt, cancellation) during rollback: raised once
+        every rollback was tried."""
+        if self._interrupt is None:
+            self._interrupt = interrupt
+
     def _unawaited(self, result: object, index: int, phase: Phase) -> InvalidActionError:
         """The sync queue's refusal of a coroutine an action returned (closed, so
-        that Python does not warn that it was never awaited)."""
+        that Python does not warn that it was never awaited); never retried."""
         result.close()  # type: ignore[attr-defined]
-        return InvalidActionError(
+        return _UnawaitedError(
             f"Step {index + 1} ({self._step_name(index)!r}) returned a coroutine from "
             f"{phase.value}(), which ActionQueue never awaits. Make {phase.value}() a "
             "plain function, or run the queue with AsyncActionQueue."
@@ -631,7 +649,8 @@ class Engine:
         durable = self._durable
         if durable is not None and durable.recorder is None:
             try:  # D1 starts here: the run and its steps are recorded before any call
-                durable.begin(self._name, [self._step_name(i) for i in range(len(self._actions))])
+                names = [self._step_name(i) for i in range(len(self._actions))]
+                durable.begin(self._name, names, asynchronous=self._asynchronous)
             except BaseException as exc:
                 self._state, self._error, self._executed = _FAILED, exc, 0
                 raise
@@ -668,7 +687,9 @@ class Engine:
         policy's timeout still counts it.
         """
         policy = self._policy(phase, index)
-        if policy is None and not isinstance(error, ActionRetryException):
+        if (policy is None and not isinstance(error, ActionRetryException)) or isinstance(
+            error, _UnawaitedError
+        ):
             return None
         key = (phase, index)
         if not self._attempts:
@@ -942,7 +963,7 @@ class Engine:
             self._attempts.get((_EXECUTE, i), 1),
             duration,
             results[i] if i < len(results) else None,
-            self._error if i == snap.failed else self._errors.get(i),
+            self._errors.get(i, self._error) if i == snap.failed else self._errors.get(i),
             rollback_attempts,
             rollback_duration,
             rollback_error,

@@ -141,7 +141,8 @@ def recover_run(
         return Recovered(row.id, row.name, "skipped", str(exc), None, steps)
     # A run of async actions is recovered by an AsyncActionQueue, on an event loop of
     # its own (from inside a running loop, call recover() in a thread).
-    asynchronous = any(_is_async(action) for action in actions)
+    mode, _, kind = row.mode.partition(":")
+    asynchronous = kind == "async" or any(_is_async(action) for action in actions)
     if asynchronous and _loop_running():
         problem = (
             "its actions are async, and recover() was called from a running event loop, "
@@ -167,7 +168,7 @@ def recover_run(
     assert durable is not None
     durable.adopt(recorder, [step.action for step in steps])
     undo = [step.index for step in steps if step.status in _TO_UNDO]
-    resume = row.mode == "resume" and row.status == "running"
+    resume = mode == "resume" and row.status == "running"
     finish: Callable[[], object]
     if resume:
         done = 0

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 ENV = "ACTIONQUEUES_JOURNAL"
+SCHEMA_ENV = "ACTIONQUEUES_SCHEMA"
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -53,7 +54,12 @@ def parser() -> argparse.ArgumentParser:
     )
     main.add_argument(
         "--journal",
-        help=f"the journal: a file path or sqlite:/// URL (default: ${ENV})",
+        help=f"the journal: a file path, sqlite:/// or postgresql:// URL (default: ${ENV})",
+    )
+    main.add_argument(
+        "--schema",
+        default=os.environ.get(SCHEMA_ENV, "actionqueues"),
+        help=f"a PostgreSQL journal's schema (default: ${SCHEMA_ENV}, else actionqueues)",
     )
     commands = main.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = commands.add_parser("demo", help="a sign-up crashed with SIGKILL, and recovered")
@@ -89,6 +95,7 @@ def parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--watch", action="store_true", help="keep recovering until stopped")
     rec.add_argument("--interval", type=float, default=5.0, help="seconds between rounds")
+    rec.add_argument("--batch", type=int, default=100, help="runs to claim per round (default 100)")
     prune = commands.add_parser("prune", help="delete finished runs")
     prune.add_argument("--older-than", type=age, metavar="AGE", required=True)
     return main
@@ -108,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return demo(out, args.dir)
-        journal = opened(args.journal)
+        journal = opened(args.journal, args.schema)
         try:
             return int(COMMANDS[args.command](out, journal, args))
         finally:
@@ -123,16 +130,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def opened(where: str | None) -> Journal:
+def opened(where: str | None, schema: str = "actionqueues") -> Journal:
     target = where or os.environ.get(ENV)
     if not target:
-        msg = f"say which journal: --journal PATH (or a sqlite:/// URL), or set ${ENV}"
+        msg = (
+            "say which journal: --journal PATH (or a sqlite:/// or postgresql:// URL), "
+            f"or set ${ENV}"
+        )
         raise UsageError(msg)
     if target.startswith("sqlite:///") or "://" not in target:
         path = Path(target.removeprefix("sqlite:///"))
         if not path.exists():
             msg = f"no journal at {path}"
             raise UsageError(msg)
+    if target.startswith(("postgresql://", "postgres://")):
+        return open_journal(target, schema=schema)
     return open_journal(target)
 
 
@@ -221,43 +233,63 @@ def cmd_recover(out: Console, journal: Journal, args: argparse.Namespace) -> int
         except ImportError as exc:
             msg = f"--import {module}: {exc}"
             raise UsageError(msg) from exc
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     # SIGTERM (a service manager stopping the worker): finish the run in hand, then
     # exit 0; a run not yet claimed stays for the next worker.
     stopping = threading.Event()
     if args.watch and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
     unfinished = 0
+    backoff = 0.0  # after the journal failed (a database restarting): the next wait
     while not stopping.is_set():
-        waiting = len(journal.runs(status="interrupted", limit=None))
-        done = 0
-        with Progress(
-            TextColumn("recovering"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=out,
-            transient=True,
-            disable=not waiting,
-        ) as progress:
-            task = progress.add_task("runs", total=waiting)
-            for r in recovering(journal):
-                done += 1
-                progress.advance(task)
-                line = f"{r.run_id} ({r.name or 'unnamed'}): {r.outcome}"
-                progress.console.print(
-                    line + (f" - {r.problem}" if r.problem else ""), markup=False
-                )
-                unfinished += r.outcome not in ("completed", "rolled_back")
-                if stopping.is_set():
-                    break
+        try:
+            done, failed = recover_round(out, journal, args, stopping)
+        except JournalError as exc:
+            if not args.watch:
+                raise
+            # Reconnect with backoff: nothing is lost meanwhile (a run claimed when
+            # the journal failed is claimed again once its lease expires).
+            backoff = min(max(2 * backoff, 0.5), max(args.interval, 30.0))
+            out.print(f"journal unavailable ({exc}); trying again in {backoff:g} s", markup=False)
+            stopping.wait(backoff)
+            continue
+        backoff = 0.0
+        unfinished += failed
         if not args.watch:
             if not done:
                 out.print("nothing to recover")
             return 1 if unfinished else 0
-        stopping.wait(args.interval)
+        if done < args.batch:  # caught up: wait for more
+            stopping.wait(args.interval)
     out.print("stopped (SIGTERM)")
     return 0
+
+
+def recover_round(
+    out: Console, journal: Journal, args: argparse.Namespace, stopping: threading.Event
+) -> tuple[int, int]:
+    """Recover up to ``--batch`` runs; how many, and how many did not end well."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    waiting = min(len(journal.runs(status="interrupted", limit=None)), args.batch)
+    done = unfinished = 0
+    with Progress(
+        TextColumn("recovering"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=out,
+        transient=True,
+        disable=not waiting,
+    ) as progress:
+        task = progress.add_task("runs", total=waiting)
+        for r in recovering(journal, limit=args.batch):
+            done += 1
+            progress.advance(task)
+            line = f"{r.run_id} ({r.name or 'unnamed'}): {r.outcome}"
+            progress.console.print(line + (f" - {r.problem}" if r.problem else ""), markup=False)
+            unfinished += r.outcome not in ("completed", "rolled_back")
+            if stopping.is_set():
+                break
+    return done, unfinished
 
 
 def cmd_prune(out: Console, journal: Journal, args: argparse.Namespace) -> int:

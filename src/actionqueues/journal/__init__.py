@@ -1,4 +1,4 @@
-"""Journals: where durable queues record their runs (SQLite now, PostgreSQL later)."""
+"""Journals: where durable queues record their runs (SQLite, or PostgreSQL)."""
 
 from ._base import (
     FINISHED,
@@ -12,6 +12,7 @@ from ._base import (
     StepChange,
     StepRow,
 )
+from ._postgres import PostgresJournal
 from ._sqlite import SCHEMA_VERSION, SQLiteJournal, open_journal
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "JournalError",
     "LeaseLostError",
     "NewRun",
+    "PostgresJournal",
     "RunRecorder",
     "RunRow",
     "SQLiteJournal",

@@ -98,6 +98,39 @@ class StepChange(NamedTuple):
     error: str | None = None
 
 
+def lease_lost(run_id: str, owner: str) -> LeaseLostError:
+    """The error of a write refused because the run is no longer ``owner``'s."""
+    return LeaseLostError(
+        f"Run {run_id} is no longer owned by this process ({owner}): its lease expired "
+        "and a recoverer claimed it. It stops here; the recoverer finishes it."
+    )
+
+
+def run_filters(
+    mark: str,
+    interrupted: tuple[str, Sequence[object]],
+    status: str | None,
+    name: str | None,
+    before: float | None,
+) -> tuple[str, list[object]]:
+    """The WHERE clause and parameters of ``Journal.runs()``'s filters, in a backend's
+    placeholder ``mark``; ``interrupted`` is its test for a lease that expired."""
+    where, params = ["1 = 1"], []  # type: list[str], list[object]
+    if status == "interrupted":
+        where.append(interrupted[0])
+        params += interrupted[1]
+    elif status is not None:
+        where.append(f"status = {mark}")
+        params.append(status)
+    if name is not None:
+        where.append(f"name = {mark}")
+        params.append(name)
+    if before is not None:
+        where.append(f"updated < {mark}")
+        params.append(before)
+    return " AND ".join(where), params
+
+
 def new_owner() -> str:
     """An owner id: host, process, and a random part for this journal object."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -132,7 +165,12 @@ class Journal(abc.ABC):
         """The threads that make async queues' writes, so that an event loop never
         waits for a commit. Few: more would only contend for the GIL with the loop
         (one writer at a time gets SQLite's lock anyway); a journal that commits in
-        groups (``SQLiteJournal(durability="power")``) has more, to fill them."""
+        groups (``SQLiteJournal(durability="power")``) has more, to fill them.
+
+        Raises:
+            JournalError: The journal is closed.
+        """
+        self._check_open()
         with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(
@@ -204,6 +242,7 @@ class Journal(abc.ABC):
             self._heartbeat.join()
         if self._pool is not None:
             self._pool.shutdown()
+            self._pool = None
         self._close()
 
     def __enter__(self) -> Journal:
@@ -265,6 +304,7 @@ class RunRecorder:
         "finished",
         "fold",
         "journal",
+        "lock",
         "new",
         "pending",
         "run_id",
@@ -285,6 +325,9 @@ class RunRecorder:
         self.fold = fold
         self.new = new  # a run not inserted yet: with the first write
         self.pending: list[StepChange] = []  # kept until a write succeeds
+        # Guards ``pending`` and ``new``: an async queue's writes are made in a
+        # worker thread while its loop may add a record to the next write.
+        self.lock = threading.Lock()
         self.finished = False
         journal._watch(self)
 
@@ -299,17 +342,22 @@ class RunRecorder:
         """Commit ``change`` with every pending record. If the write fails, records of
         what already happened stay pending for the next write; a record of a call
         about to be made (``keep=False``) is dropped, since the call will not be."""
-        if change is not None:
-            self.pending.append(change)
+        with self.lock:
+            batch = [*self.pending, change] if change is not None else list(self.pending)
+            new = self.new
         try:
             self.journal._check_open()
-            self.journal.record(self.run_id, self.claim, self.pending, status, error, self.new)
+            self.journal.record(self.run_id, self.claim, batch, status, error, new)
         except BaseException:
-            if not keep:
-                self.pending.pop()
+            if keep and change is not None:
+                with self.lock:
+                    self.pending.append(change)
             raise
-        self.pending = []
-        self.new = None
+        with self.lock:  # what was written; what was added meanwhile stays
+            written = {id(c) for c in batch}
+            self.pending = [c for c in self.pending if id(c) not in written]
+            if new is not None and self.new is new:
+                self.new = None
         if status is not None:
             self.finished = status in FINISHED  # rollback() after completion: leased again
 
@@ -324,7 +372,8 @@ class RunRecorder:
         folding."""
         change = StepChange(index, status, state, attempts)
         if self.fold:
-            self.pending.append(change)
+            with self.lock:
+                self.pending.append(change)
         else:
             self._write(change)
 
@@ -333,7 +382,8 @@ class RunRecorder:
     ) -> None:
         """Step ``index`` failed for good: recorded with the next write (the run's
         outcome, or the step's rollback, follows at once)."""
-        self.pending.append(StepChange(index, status, state, attempts, error))
+        with self.lock:
+            self.pending.append(StepChange(index, status, state, attempts, error))
 
     def finish(self, status: str, error: str | None = None) -> None:
         """Commit the run's outcome (with any pending step record)."""

@@ -27,6 +27,8 @@ from ._base import (
     RunRow,
     StepChange,
     StepRow,
+    lease_lost,
+    run_filters,
 )
 
 SCHEMA_VERSION: Final = 1
@@ -420,12 +422,7 @@ class SQLiteJournal(Journal):
                 ).rowcount
             )
         if not owned:
-            msg = (
-                f"Run {run_id} is no longer owned by this process ({self.owner}): its "
-                "lease expired and a recoverer claimed it. It stops here; the "
-                "recoverer finishes it."
-            )
-            raise LeaseLostError(msg)
+            raise lease_lost(run_id, self.owner)
 
     def renew(self, run_ids: Iterable[str]) -> None:
         ids = list(run_ids)
@@ -492,23 +489,11 @@ class SQLiteJournal(Journal):
         before: float | None = None,
         limit: int | None = None,
     ) -> list[RunRow]:
-        where, params = ["1 = 1"], []  # type: list[str], list[object]
-        if status == "interrupted":
-            where.append(f"{_UNFINISHED_SQL} AND lease_until < ?")
-            params.append(time.time())
-        elif status is not None:
-            where.append("status = ?")
-            params.append(status)
-        if name is not None:
-            where.append("name = ?")
-            params.append(name)
-        if before is not None:
-            where.append("updated < ?")
-            params.append(before)
+        interrupted = (f"{_UNFINISHED_SQL} AND lease_until < ?", [time.time()])
+        where, params = run_filters("?", interrupted, status, name, before)
         params.append(-1 if limit is None else limit)
         rows = self._read(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE {' AND '.join(where)} "
-            "ORDER BY created DESC LIMIT ?",
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE {where} ORDER BY created DESC LIMIT ?",
             params,
         )
         return [RunRow(*r) for r in rows]  # type: ignore[arg-type]
@@ -516,15 +501,23 @@ class SQLiteJournal(Journal):
 
 def open_journal(url: str | os.PathLike[str], **options: object) -> Journal:
     """A journal from a path or a URL: ``sqlite:///relative.db``,
-    ``sqlite:////absolute.db``, or a plain file path.
+    ``sqlite:////absolute.db``, a plain file path, or ``postgresql://...`` (the
+    ``[postgres]`` extra).
 
     .. versionadded:: 1.0
     """
     text = os.fspath(url)
+    if text.startswith(("postgresql://", "postgres://")):
+        from ._postgres import PostgresJournal
+
+        return PostgresJournal(text, **options)  # type: ignore[arg-type]
     if text.startswith("sqlite:///"):
         text = text[len("sqlite:///") :]
     elif "://" in text:
         scheme = text.split("://", 1)[0]
-        msg = f"Unsupported journal URL scheme {scheme!r}; use a file path or a sqlite:/// URL."
+        msg = (
+            f"Unsupported journal URL scheme {scheme!r}; use a file path, a sqlite:/// "
+            "URL or a postgresql:// URL."
+        )
         raise JournalError(msg)
     return SQLiteJournal(text, **options)  # type: ignore[arg-type]
