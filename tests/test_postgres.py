@@ -303,3 +303,19 @@ def test_the_command_is_a_worker_that_survives_a_database_restart(
     assert "stopped (SIGTERM)" in out
     journal._closed.clear()
     journal.close()
+
+
+def test_without_the_extra_the_error_says_how_to_install_it() -> None:
+    """No psycopg installed (hidden here): a clear error, before any connection."""
+    code = (
+        "import sys; sys.modules['psycopg_pool'] = None; sys.modules['psycopg'] = None\n"
+        "from actionqueues import open_journal, JournalError\n"
+        "try:\n"
+        "    open_journal('postgresql://app:pw@127.0.0.1:1/db')\n"
+        "except JournalError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert "pip install 'actionqueues[postgres]'" in out.stdout

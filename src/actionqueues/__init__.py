@@ -5,9 +5,10 @@ The public API lives here; the 0.8.2 modules (``actionqueues.actionqueue``,
 ``actionqueues.aqstatemachine``) re-export their old names.
 """
 
+import typing as _typing
+
 from . import action, actionqueue, aqstatemachine, exceptionfactory, journal
 from ._action import Action, ActionLike, FunctionAction
-from ._aio import AsyncActionQueue
 from ._durable import (
     Registry,
     StateError,
@@ -53,6 +54,9 @@ from ._retry import (
     set_testing,
 )
 from .journal import JournalError, LeaseLostError, SQLiteJournal, open_journal
+
+if _typing.TYPE_CHECKING:
+    from ._aio import AsyncActionQueue
 
 __version__ = "1.0.0.dev0"
 
@@ -114,3 +118,14 @@ __all__ = [
     "report_of",
     "set_testing",
 ]
+
+
+def __getattr__(name: str) -> _typing.Any:
+    # AsyncActionQueue is imported on first use: it brings asyncio (some 25 ms),
+    # which a sync program (or the command) need not load.
+    if name == "AsyncActionQueue":
+        from ._aio import AsyncActionQueue
+
+        return AsyncActionQueue
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

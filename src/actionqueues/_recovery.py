@@ -11,13 +11,12 @@ again from the step that was executing (which must therefore be idempotent).
 
 from __future__ import annotations
 
-import asyncio
 import inspect
+import sys
 from collections.abc import Callable, Coroutine, Iterable, Iterator
-from typing import Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from ._action import ActionLike
-from ._aio import AsyncActionQueue
 from ._durable import Registry, StateError
 from ._durable import registry as default_registry
 from ._errors import ActionQueueError
@@ -25,6 +24,9 @@ from ._events import Listener
 from ._queue import ActionQueue
 from ._report import RunReport
 from ._retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from ._aio import AsyncActionQueue
 from .journal import Journal, LeaseLostError, RunRecorder, RunRow, StepRow
 
 # Step statuses that mean "execute was called": rolled back by recovery.
@@ -150,7 +152,12 @@ def recover_run(
             "await asyncio.to_thread(recover, journal)"
         )
         return Recovered(row.id, row.name, "skipped", problem, None, steps)
-    queue = (AsyncActionQueue if asynchronous else ActionQueue)(
+    queue_class: type[ActionQueue | AsyncActionQueue] = ActionQueue
+    if asynchronous:
+        from ._aio import AsyncActionQueue  # imports asyncio: only when needed
+
+        queue_class = AsyncActionQueue
+    queue = queue_class(
         name=row.name,
         listeners=listeners,
         journal=journal,
@@ -183,6 +190,8 @@ def recover_run(
         finish = queue.rollback
     try:
         if asynchronous:
+            import asyncio
+
             asyncio.run(cast("Callable[[], Coroutine[Any, Any, object]]", finish)())
         else:
             finish()
@@ -195,6 +204,9 @@ def recover_run(
 
 
 def _loop_running() -> bool:
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:  # not even imported: no loop runs
+        return False
     try:
         asyncio.get_running_loop()
     except RuntimeError:

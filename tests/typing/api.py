@@ -84,3 +84,19 @@ retry_exc = ActionRetryException(ms_backoff=250)
 group: type[ExceptionGroup[Exception]] = RollbackError
 with actionqueues.set_testing():
     testing: bool = actionqueues.is_testing()
+
+
+async def typed_async() -> None:
+    """The async queue's API, as mypy --strict sees it."""
+
+    async def work() -> int:
+        return 1
+
+    aqueue = actionqueues.AsyncActionQueue(name="typed", timeout=2.0, retry=policy)
+    aqueue.add(work, name="w", timeout=1.0)
+    aqueue.add(Charge())
+    aqueue.add_parallel(work, Charge(), name="group", retry=policy)
+    areport: RunReport = await aqueue.run()
+    cancelled: bool = areport.cancelled
+    member: int | None = areport.steps[0].group
+    await aqueue.rollback()

@@ -15,10 +15,12 @@ import threading
 import uuid
 import weakref
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from .._errors import ActionQueueError
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 #: Run statuses that mean "not finished": a run in one of these whose lease has
 #: expired has lost its owner and is recovered.
@@ -173,6 +175,8 @@ class Journal(abc.ABC):
         self._check_open()
         with self._lock:
             if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor  # async queues only
+
                 self._pool = ThreadPoolExecutor(
                     self.write_threads, thread_name_prefix="actionqueues-journal"
                 )
