@@ -216,7 +216,10 @@ class AsyncDriver(Engine):
                 if wait is None:
                     error = self._final_error(error)
                     del self  # no queue → error → traceback → frame → queue cycle
-                    raise error
+                    try:
+                        raise error
+                    finally:  # nor error → traceback → this frame → error
+                        del error
                 await asyncio.sleep(wait)  # sync: time.sleep(wait)
                 attempt += 1
                 self._attempts[phase, index] = attempt  # a real dict: _failed() made it
@@ -240,17 +243,18 @@ class AsyncDriver(Engine):
         if not inspect.isawaitable(result):
             return result
         timeout = self._timeout_of(index) if phase is _EXECUTE else None
+        name = self._step_name(index)
+        del self  # an error's traceback holds this frame: no cycle through it
         if timeout is None:
             return await result
+        clock = asyncio.timeout(timeout)
         try:
-            async with asyncio.timeout(timeout):
+            async with clock:
                 return await result
         except TimeoutError as exc:
-            msg = (
-                f"step {index + 1} ({self._step_name(index)!r}) took longer than its "
-                f"timeout of {timeout:g} s"
-            )
-            del self  # the error's traceback holds this frame: no cycle through it
+            if not clock.expired():  # the action's own TimeoutError
+                raise
+            msg = f"step {index + 1} ({name!r}) took longer than its timeout of {timeout:g} s"
             raise TimeoutError(msg) from exc
         # end async-only
 

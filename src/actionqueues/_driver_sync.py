@@ -166,7 +166,10 @@ class SyncDriver(Engine):
                 if wait is None:
                     error = self._final_error(error)
                     del self  # no queue → error → traceback → frame → queue cycle
-                    raise error
+                    try:
+                        raise error
+                    finally:  # nor error → traceback → this frame → error
+                        del error
                 time.sleep(wait)
                 attempt += 1
                 self._attempts[phase, index] = attempt  # a real dict: _failed() made it
