@@ -984,3 +984,16 @@ def test_the_sync_queues_refusal_of_a_coroutine_is_not_retried() -> None:
     with pytest.raises(InvalidActionError):
         q.run()
     assert [1] == count
+
+
+def test_an_actions_own_timeout_error_is_not_taken_for_the_steps_timeout() -> None:
+    async def upstream_timed_out() -> None:
+        raise TimeoutError("the payment API timed out")
+
+    async def main() -> None:
+        q = AsyncActionQueue(timeout=5)
+        q.add(upstream_timed_out)
+        with pytest.raises(TimeoutError, match="the payment API timed out"):
+            await q.run()
+
+    asyncio.run(main())
