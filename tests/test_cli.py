@@ -228,3 +228,27 @@ def test_recover_watch_stops_cleanly_on_sigterm(journal: Path, tmp_path: Path) -
     assert 0 == worker.returncode, err
     assert "rolled_back" in out
     assert "stopped (SIGTERM)" in out
+
+
+def test_a_worker_waits_for_a_journal_it_cannot_open_yet(tmp_path: Path) -> None:
+    """`recover --watch` started before its journal can be opened keeps trying, with
+    backoff, and still stops cleanly on SIGTERM."""
+    assert COMMAND is not None
+    broken = tmp_path / "not-a-journal.db"
+    broken.write_bytes(b"this is not a database" * 100)
+    worker = subprocess.Popen(
+        [COMMAND, "--journal", str(broken), "recover", "--watch", "--interval", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "400"},
+    )
+    time.sleep(2.5)
+    assert worker.poll() is None  # still waiting, not gone
+    worker.send_signal(signal.SIGTERM)
+    out, err = worker.communicate(timeout=30)
+    assert 0 == worker.returncode, err
+    assert out.count("journal unavailable") >= 2
+    assert "trying again in 0.5 s" in out
+    assert "trying again in 1 s" in out
+    assert "stopped (SIGTERM)" in out

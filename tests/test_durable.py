@@ -33,7 +33,7 @@ from actionqueues import (
     open_journal,
     recover,
 )
-from actionqueues.journal import Journal, PostgresJournal
+from actionqueues.journal import Journal, NewRun, PostgresJournal, StepChange
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -858,3 +858,26 @@ def test_a_decoder_building_a_non_action_is_skipped(journal: Journal) -> None:
     assert "skipped" == result.outcome
     assert "neither an action" in (result.problem or "")
     assert "failed" == journal.runs()[0].status
+
+
+def test_two_records_of_one_step_in_one_write_apply_in_order(journal: Journal) -> None:
+    """A write may carry a step's pending record and its next one (an "executed" kept
+    after a failed write, then "rolling back"): the journal ends as if applied in
+    order, whatever the backend."""
+    new = NewRun("q", "rollback", [("x", "s0", "{}")])
+    journal.record("r1", 0, [StepChange(0, "executing", '{"a":1}')], new=new)
+    journal.record(
+        "r1",
+        0,
+        [StepChange(0, "executed", '{"a":2}', 3), StepChange(0, "rolling_back", None)],
+        status="rolling_back",
+    )
+    loaded = journal.load("r1")
+    assert loaded is not None
+    run, [step] = loaded
+    assert ("rolling_back", "rolling_back", '{"a":2}', 3) == (
+        run.status,
+        step.status,
+        step.state,
+        step.attempts,
+    )

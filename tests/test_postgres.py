@@ -35,7 +35,7 @@ from actionqueues import (
     LeaseLostError,
     open_journal,
 )
-from actionqueues.journal import PostgresJournal
+from actionqueues.journal import NewRun, PostgresJournal, StepChange
 
 COMMAND = shutil.which("actionqueues", path=str(Path(sys.executable).parent))
 ACTIONS = """
@@ -319,3 +319,106 @@ def test_without_the_extra_the_error_says_how_to_install_it() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert "pip install 'actionqueues[postgres]'" in out.stdout
+
+
+def test_a_write_racing_a_claim_writes_nothing(pg_url: str, pg_schema: str) -> None:
+    """Fencing through a row lock: a write that meets a claim in flight waits for it,
+    then finds the run taken, and writes none of its parts."""
+    old = PostgresJournal(pg_url, schema=pg_schema, lease=60)
+    new = NewRun("q", "rollback", [("x", "s0", "{}"), ("x", "s1", "{}")])
+    old.record("A", 0, [StepChange(0, "executing", '{"v":0}')], new=new)
+    outcome: list[str] = []
+    with psycopg.connect(pg_url) as claim:  # a recoverer's claim, not yet committed
+        claim.execute(
+            f"UPDATE {pg_schema}.runs SET owner = 'them', claims = claims + 1 "  # noqa: S608
+            "WHERE id = 'A'"
+        )
+
+        def write() -> None:
+            try:
+                old.record(
+                    "A",
+                    0,
+                    [StepChange(0, "executed", '{"v":"late"}', 1), StepChange(1, "executing")],
+                    status="running",
+                )
+                outcome.append("written")
+            except LeaseLostError:
+                outcome.append("lease lost")
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        time.sleep(0.3)  # the write waits for the claim's lock
+        claim.commit()
+        writer.join()
+    loaded = old.load("A")
+    assert loaded is not None
+    assert ["lease lost"] == outcome
+    assert [("executing", '{"v":0}'), ("pending", "{}")] == [(s.status, s.state) for s in loaded[1]]
+    old.close()
+
+
+def test_a_new_runs_insert_made_twice_inserts_it_once(pg_url: str, pg_schema: str) -> None:
+    """After a commit whose reply was lost, the first write is made again: no error."""
+    journal = PostgresJournal(pg_url, schema=pg_schema)
+    new = NewRun("q", "rollback", [("x", "s0", "{}")])
+    journal.record("N", 0, [StepChange(0, "executing", "{}")], new=new)
+    journal.record("N", 0, [StepChange(0, "executing", "{}")], new=new)
+    assert 1 == len(journal.runs())
+    journal.close()
+
+
+def test_connections_the_server_dropped_are_replaced_without_a_failed_write(
+    pg_url: str, pg_schema: str
+) -> None:
+    """As after a restart: every pooled connection is dead; the next write goes
+    through on a fresh one."""
+    journal = PostgresJournal(pg_url, schema=pg_schema)
+    new = NewRun("q", "rollback", [("x", "s0", "{}")])
+    journal.record("D", 0, [StepChange(0, "executing", "{}")], new=new)
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'actionqueues' AND pid <> pg_backend_pid()"
+        ).fetchall()
+    assert killed
+    journal.record("D", 0, [StepChange(0, "executed", "{}", 1)])
+    loaded = journal.load("D")
+    assert loaded is not None
+    assert "executed" == loaded[1][0].status
+    journal.close()
+
+
+def test_a_journal_that_cannot_be_opened_leaves_nothing_running(
+    pg_url: str, pg_schema: str
+) -> None:
+    PostgresJournal(pg_url, schema=pg_schema).close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"UPDATE {pg_schema}.version SET version = 99")  # noqa: S608
+    before = {t.name for t in threading.enumerate()}
+    with pytest.raises(JournalError, match="newer"):
+        PostgresJournal(pg_url, schema=pg_schema)
+    assert before == {t.name for t in threading.enumerate()}
+
+
+def test_passwords_are_redacted_wherever_they_are_written() -> None:
+    from actionqueues.journal._postgres import redact
+
+    assert "postgresql://app:***@db:5432/x" == redact("postgresql://app:pw@db:5432/x")
+    assert "postgresql://db/x?password=***&sslmode=require" == redact(
+        "postgresql://db/x?password=pw&sslmode=require"
+    )
+    assert "postgresql://app:***@h1:5432,h2:5433/x" == redact(
+        "postgresql://app:pw@h1:5432,h2:5433/x"
+    )
+    assert "host=db password=***" == redact("host=db password=s3cr3t", "s3cr3t")
+
+
+def test_a_reserved_word_is_a_schema_name_too(pg_url: str) -> None:
+    try:
+        journal = PostgresJournal(pg_url, schema="order")
+        assert [] == journal.runs()
+        journal.close()
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute('DROP SCHEMA IF EXISTS "order" CASCADE')

@@ -17,7 +17,6 @@ import signal
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -115,7 +114,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return demo(out, args.dir)
-        journal = opened(args.journal, args.schema)
+        worker = args.command == "recover" and args.watch
+        if worker and threading.current_thread() is threading.main_thread():
+            # SIGTERM (a service manager stopping the worker): finish the run in
+            # hand, then exit 0; a run not yet claimed stays for the next worker.
+            signal.signal(signal.SIGTERM, lambda signum, frame: STOPPING.set())
+        journal = opened_waiting(out, args) if worker else opened(args.journal, args.schema)
+        if journal is None:  # stopped while waiting for the journal
+            out.print("stopped (SIGTERM)")
+            return 0
         try:
             return int(COMMANDS[args.command](out, journal, args))
         finally:
@@ -128,6 +135,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+STOPPING = threading.Event()  # set by SIGTERM in a worker (recover --watch)
+
+
+def opened_waiting(out: Console, args: argparse.Namespace) -> Journal | None:
+    """A worker's journal: while it cannot be opened (a database not up yet), try
+    again with backoff; None if stopped meanwhile."""
+    backoff = 0.0
+    while not STOPPING.is_set():
+        try:
+            return opened(args.journal, args.schema)
+        except JournalError as exc:
+            backoff = min(max(2 * backoff, 0.5), max(args.interval, 30.0))
+            out.print(f"journal unavailable ({exc}); trying again in {backoff:g} s", markup=False)
+            STOPPING.wait(backoff)
+    return None
 
 
 def opened(where: str | None, schema: str = "actionqueues") -> Journal:
@@ -152,18 +176,21 @@ def when(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp).isoformat(sep=" ", timespec="seconds")
 
 
-def status_of(row: RunRow) -> str:
-    if row.status in UNFINISHED and row.lease_until < time.time():
+def status_of(row: RunRow, now: float) -> str:
+    """The run's status, or ``interrupted`` when its owner's lease expired by ``now``
+    (the journal's clock: a PostgreSQL journal's is the database's)."""
+    if row.status in UNFINISHED and row.lease_until < now:
         return "interrupted"
     return row.status
 
 
 def cmd_runs(out: Console, journal: Journal, args: argparse.Namespace) -> int:
-    before = None if args.older_than is None else time.time() - args.older_than
+    now = journal.now()
+    before = None if args.older_than is None else now - args.older_than
     rows = journal.runs(status=args.status, name=args.name, before=before, limit=args.limit)
     if args.json:
         for row in rows:  # JSON lines, unstyled, for scripts
-            sys.stdout.write(json.dumps({**row._asdict(), "status": status_of(row)}) + "\n")
+            sys.stdout.write(json.dumps({**row._asdict(), "status": status_of(row, now)}) + "\n")
         return 0
     from rich.table import Table
 
@@ -172,7 +199,7 @@ def cmd_runs(out: Console, journal: Journal, args: argparse.Namespace) -> int:
         table.add_row(
             row.id,
             row.name or "",
-            status_of(row),
+            status_of(row, now),
             str(row.steps),
             str(row.claims),
             when(row.updated),
@@ -197,17 +224,18 @@ def find(journal: Journal, prefix: str) -> tuple[RunRow, list[StepRow]]:
 
 def cmd_show(out: Console, journal: Journal, args: argparse.Namespace) -> int:
     run, steps = find(journal, args.run)
+    status = status_of(run, journal.now())
     if args.json:
         record = {
             **run._asdict(),
-            "status": status_of(run),
+            "status": status,
             "step_list": [{**s._asdict(), "state": json.loads(s.state)} for s in steps],
         }
         sys.stdout.write(json.dumps(record) + "\n")
         return 0
     from rich.table import Table
 
-    out.print(f"run {run.id} ({run.name or 'unnamed'}): {status_of(run)}, claimed {run.claims}x")
+    out.print(f"run {run.id} ({run.name or 'unnamed'}): {status}, claimed {run.claims}x")
     if run.error:
         out.print(f"error: {run.error}", markup=False)
     table = Table("#", "step", "action", "status", "tries", "undos", "updated", "error")
@@ -233,11 +261,7 @@ def cmd_recover(out: Console, journal: Journal, args: argparse.Namespace) -> int
         except ImportError as exc:
             msg = f"--import {module}: {exc}"
             raise UsageError(msg) from exc
-    # SIGTERM (a service manager stopping the worker): finish the run in hand, then
-    # exit 0; a run not yet claimed stays for the next worker.
-    stopping = threading.Event()
-    if args.watch and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
+    stopping = STOPPING
     unfinished = 0
     backoff = 0.0  # after the journal failed (a database restarting): the next wait
     while not stopping.is_set():
@@ -293,7 +317,7 @@ def recover_round(
 
 
 def cmd_prune(out: Console, journal: Journal, args: argparse.Namespace) -> int:
-    count = journal.prune(time.time() - args.older_than)
+    count = journal.prune(journal.now() - args.older_than)
     out.print(f"pruned {count} finished run{'s' * (count != 1)}")
     return 0
 

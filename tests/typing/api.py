@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import assert_type
 
 import actionqueues
 from actionqueues import (
@@ -97,6 +98,6 @@ async def typed_async() -> None:
     aqueue.add(Charge())
     aqueue.add_parallel(work, Charge(), name="group", retry=policy)
     areport: RunReport = await aqueue.run()
-    cancelled: bool = areport.cancelled
-    member: int | None = areport.steps[0].group
     await aqueue.rollback()
+    assert_type(areport.cancelled, bool)
+    assert_type(areport.steps[0].group, int | None)

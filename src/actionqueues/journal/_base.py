@@ -12,6 +12,7 @@ import abc
 import os
 import socket
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Iterable, Sequence
@@ -232,6 +233,11 @@ class Journal(abc.ABC):
     @abc.abstractmethod
     def prune(self, before: float) -> int:
         """Delete finished runs last updated before ``before``; how many."""
+
+    def now(self) -> float:
+        """The journal's clock, in seconds since the epoch, as its leases and times
+        are measured: this machine's, unless the backend has its own (PostgreSQL)."""
+        return time.time()
 
     @abc.abstractmethod
     def _close(self) -> None:

@@ -22,12 +22,11 @@ schema's name, checked to be a plain identifier, and constants.
 
 from __future__ import annotations
 
+import logging
 import re
-import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit, urlunsplit
 
 from ._base import (
     FINISHED,
@@ -99,19 +98,58 @@ _STEP_COLUMNS: Final = (
 _ROLLBACK_STATUSES: Final = frozenset({"rolling_back", "rolled_back", "rollback_failed"})
 
 
-def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (for messages and repr)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<a PostgreSQL URL>"
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username or ''}:***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+_USERINFO_PASSWORD: Final = re.compile(r"(://[^:@/?#]*):[^@/?#]*@")
+_QUERY_PASSWORD: Final = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
+
+def redact(url: str, secret: str | None = None) -> str:
+    """``url`` with its password (in the user part, or a ``password=`` parameter,
+    and ``secret`` wherever it appears) replaced by ``***``."""
+    text = _QUERY_PASSWORD.sub(r"\1***", _USERINFO_PASSWORD.sub(r"\1:***@", url))
+    return text.replace(secret, "***") if secret else text
+
+
+def _dropped(exc: BaseException) -> bool:
+    """Whether ``exc`` says the server closed the connection (a restart, a
+    terminated backend): the write may be made again on a new connection."""
+    text = str(exc).lower()
+    return any(
+        sign in text
+        for sign in ("terminating connection", "server closed the connection", "consuming input")
+    )
+
+
+class _Redact(logging.Filter):
+    """Takes a password out of psycopg_pool's log records (it logs libpq's errors)."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.secret in message:
+            record.msg, record.args = message.replace(self.secret, "***"), ()
+        return True
+
+
+def merged(changes: Sequence[StepChange]) -> list[tuple[object, ...]]:
+    """One update per step, as applying ``changes`` in order would leave it (one
+    statement may not update a row twice): the last status; each column's last
+    value that is not None, the attempts and error of the phase each change is in.
+    Each is (status, state, attempts, error, rollback attempts, rollback error, index)."""
+    rows: dict[int, list[object]] = {}
+    for c in changes:
+        row = rows.setdefault(c.index, [None] * 6 + [c.index])
+        row[0] = c.status
+        if c.state is not None:
+            row[1] = c.state
+        at = 4 if c.status in _ROLLBACK_STATUSES else 2
+        if c.attempts is not None:
+            row[at] = c.attempts
+        if c.error is not None:
+            row[at + 1] = c.error
+    return [tuple(row) for row in rows.values()]
 
 
 def _check(conn: psycopg.Connection[Any]) -> None:
@@ -164,8 +202,9 @@ class PostgresJournal(Journal):
             )
             raise JournalError(msg)
         self.schema = schema
-        self._secret = urlsplit(url).password if "://" in url else None
+        self._secret: str | None = None
         try:
+            import psycopg
             import psycopg_pool
         except ImportError:
             msg = (
@@ -173,6 +212,17 @@ class PostgresJournal(Journal):
                 "pip install 'actionqueues[postgres]'."
             )
             raise JournalError(msg) from None
+        try:
+            info = psycopg.conninfo.conninfo_to_dict(url)
+            password = info.get("password")
+        except psycopg.Error as exc:
+            raise self._error("is not a valid connection string", exc) from None
+        self._secret = str(password) if password else None
+        self.url = redact(url, self._secret)
+        self._filter: _Redact | None = None
+        if self._secret:
+            self._filter = _Redact(self._secret)
+            logging.getLogger("psycopg.pool").addFilter(self._filter)
         self._timeout = connect_timeout
         self._conns: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
             url,
@@ -181,16 +231,24 @@ class PostgresJournal(Journal):
             open=False,
             timeout=connect_timeout,
             check=_check,
-            kwargs={"autocommit": True, "connect_timeout": max(1, int(connect_timeout))},
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": max(1, int(connect_timeout)),
+                # Seen in pg_stat_activity, unless the URL names its own.
+                "application_name": info.get("application_name") or "actionqueues",
+            },
             name="actionqueues",
         )
         try:
             self._conns.open(wait=True, timeout=connect_timeout)
         except Exception as exc:
-            self._conns.close()
+            self._close()
             raise self._error("cannot be reached", exc) from None
-        self._local = threading.local()
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            self._close()
+            raise
 
     def __repr__(self) -> str:
         return f"PostgresJournal({self.url!r}, schema={self.schema!r})"
@@ -205,11 +263,12 @@ class PostgresJournal(Journal):
 
     @contextmanager
     def _transaction(
-        self, what: str = "cannot be written", *, atomic: bool = True
+        self, what: str = "cannot be written", *, atomic: bool = True, raw: bool = False
     ) -> Iterator[psycopg.Cursor[Any]]:
         """A cursor on a pooled connection, in one transaction (or, not ``atomic``,
         in autocommit: for a single statement, one round trip); psycopg's errors
-        become JournalError (a broken connection is discarded by the pool)."""
+        become JournalError (a broken connection is discarded by the pool), unless
+        ``raw``: then psycopg's OperationalError passes, for ``_retrying``."""
         import psycopg
 
         try:
@@ -222,6 +281,10 @@ class PostgresJournal(Journal):
                         yield cur
         except (LeaseLostError, JournalError):
             raise
+        except psycopg.OperationalError as exc:
+            if raw:
+                raise
+            raise self._error(what, exc) from None
         except (psycopg.Error, OSError) as exc:
             raise self._error(what, exc) from None
         except Exception as exc:  # the pool's PoolTimeout and the like
@@ -229,8 +292,25 @@ class PostgresJournal(Journal):
                 raise self._error(what, exc) from None
             raise
 
+    def _retrying(self, work: Callable[[psycopg.Cursor[Any]], None], *, atomic: bool) -> None:
+        """Do ``work`` (a write that may be made twice: its statements set values, and
+        a new run's insert is idempotent); if the connection turns out dead (the
+        server restarted since it was pooled), drop the pool's idle connections,
+        which died with it, and try once more on a fresh one."""
+        import psycopg
+
+        try:
+            with self._transaction(atomic=atomic, raw=True) as cur:
+                work(cur)
+        except psycopg.OperationalError as exc:
+            self._conns.check()  # idle connections of a restarted server: gone
+            if not _dropped(exc):
+                raise self._error("cannot be written", exc) from None
+            with self._transaction(atomic=atomic) as cur:
+                work(cur)
+
     def _sql(self, text: str) -> str:
-        return text.replace("{s}", self.schema)
+        return text.replace("{s}", f'"{self.schema}"')  # quoted: "order" is a name too
 
     def _migrate(self) -> None:
         """Create or migrate the schema, one process at a time (an advisory lock held
@@ -259,6 +339,8 @@ class PostgresJournal(Journal):
 
     def _close(self) -> None:
         self._conns.close()
+        if self._filter is not None:
+            logging.getLogger("psycopg.pool").removeFilter(self._filter)
 
     # -- writes ---------------------------------------------------------------------
 
@@ -271,54 +353,54 @@ class PostgresJournal(Journal):
         error: str | None = None,
         new: NewRun | None = None,
     ) -> None:
-        # One statement (a round trip, and atomic on its own) for the usual write: the
-        # run's new status and each step's change, every part fenced by ownership.
-        ours = (run_id, self.owner, claim)
-        parts: list[str] = []
-        params: list[object] = []
+        # One statement (one round trip, atomic on its own) for the usual write. Its
+        # every part is gated on the run being ours, through a row lock (FOR SHARE)
+        # that a claim (FOR UPDATE) cannot take meanwhile: a writer that lost the
+        # run writes nothing at all.
+        params: list[object] = [run_id, self.owner, claim]
+        parts = [
+            "o AS (SELECT id FROM {s}.runs WHERE id = %s AND owner = %s AND claims = %s FOR SHARE)"
+        ]
         if status is not None:
             parts.append(
-                f"UPDATE {{s}}.runs SET updated = {_NOW}, lease_until = {_NOW} + %s, "
-                "status = %s, error = COALESCE(%s, error) "
-                "WHERE id = %s AND owner = %s AND claims = %s RETURNING 1"
+                f"r AS (UPDATE {{s}}.runs SET updated = {_NOW}, lease_until = {_NOW} + %s, "
+                "status = %s, error = COALESCE(%s, error) WHERE id IN (SELECT id FROM o))"
             )
-            params += (self.lease, status, error, *ours)
-        for c in changes:
-            prefix = "rollback_" if c.status in _ROLLBACK_STATUSES else ""
+            params += (self.lease, status, error)
+        for k, c in enumerate(merged(changes)):
             parts.append(
-                f"UPDATE {{s}}.steps SET status = %s, state = COALESCE(%s, state), "
-                f"{prefix}attempts = COALESCE(%s, {prefix}attempts), "
-                f"{prefix}error = COALESCE(%s, {prefix}error), updated = {_NOW} "
-                "WHERE run_id = %s AND idx = %s AND EXISTS (SELECT 1 FROM {s}.runs "
-                "WHERE id = %s AND owner = %s AND claims = %s) RETURNING 1"
+                f"s{k} AS (UPDATE {{s}}.steps SET status = %s, state = COALESCE(%s, state), "
+                "attempts = COALESCE(%s, attempts), error = COALESCE(%s, error), "
+                "rollback_attempts = COALESCE(%s, rollback_attempts), "
+                f"rollback_error = COALESCE(%s, rollback_error), updated = {_NOW} "
+                "WHERE run_id IN (SELECT id FROM o) AND idx = %s)"
             )
-            params += (c.status, c.state, c.attempts, c.error, run_id, c.index, *ours)
-        names = [f"w{k}" for k in range(len(parts))]
-        statement = self._sql(
-            "WITH "
-            + ", ".join(f"{n} AS ({p})" for n, p in zip(names, parts, strict=True))
-            + " SELECT "
-            + " + ".join(f"(SELECT count(*) FROM {n})" for n in names)
-        )
-        with self._transaction(atomic=new is not None) as cur:
+            params += c
+        statement = self._sql("WITH " + ", ".join(parts) + " SELECT count(*) FROM o")
+
+        def write(cur: psycopg.Cursor[Any]) -> None:
             if new is not None:
                 self._insert(cur, run_id, new)
-            if not parts:
-                return
             cur.execute(statement, params)
             row = cur.fetchone()
-            if row is None or row[0] != len(parts):
+            if row is None or row[0] != 1:
                 raise lease_lost(run_id, self.owner)
 
+        self._retrying(write, atomic=new is not None)
+
     def _insert(self, cur: psycopg.Cursor[Any], run_id: str, new: NewRun) -> None:
+        """Insert a new run, ours, with its steps pending. Idempotent: made again after
+        a commit whose reply was lost, it inserts nothing (and the ownership check of
+        the write it belongs to still holds)."""
         name, mode, steps = new
         cur.execute(
             self._sql(
                 f"WITH r AS (INSERT INTO {{s}}.runs ({_RUN_COLUMNS}) SELECT %s, %s, "
-                f"'running', %s, %s, n + %s, 0, n, n, NULL, %s FROM (SELECT {_NOW} AS n) t) "
-                f"INSERT INTO {{s}}.steps ({_STEP_COLUMNS}) SELECT %s, i - 1, a, nm, st, "
-                f"'pending', 0, 0, NULL, NULL, {_NOW} FROM unnest(%s::text[], %s::text[], "
-                "%s::text[]) WITH ORDINALITY AS u(a, nm, st, i)"
+                f"'running', %s, %s, n + %s, 0, n, n, NULL, %s FROM (SELECT {_NOW} AS n) t "
+                f"ON CONFLICT (id) DO NOTHING) INSERT INTO {{s}}.steps ({_STEP_COLUMNS}) "
+                f"SELECT %s, i - 1, a, nm, st, 'pending', 0, 0, NULL, NULL, {_NOW} FROM "
+                "unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS u(a, nm, st, i) "
+                "ON CONFLICT (run_id, idx) DO NOTHING"
             ),
             (
                 run_id,
