@@ -6,37 +6,42 @@ S11), whether a failed call is retried and after what wait (S6, E5), what propag
 when retrying ends (E5), what the report says (E4), which events go out (E6), and what
 ``rollback()`` must raise at its end (E3 strict mode, S5, S11).
 
-It neither calls actions nor sleeps. The drivers do: the sync ``ActionQueue`` with
-plain calls and ``time.sleep``, the asyncio twin with ``await``. A driver tells the
-engine of every transition, before and after each call to an action, in this order:
+It neither calls actions, nor sleeps, nor writes the journal. The driver does
+(``_driver_async.py``, written once for ``AsyncActionQueue``, from which the sync
+queue's ``_driver_sync.py`` is generated). It tells the engine of every transition,
+before and after each call to an action, in this order:
 
 * ``_begin_execute()`` returns the actions. For each step ``i`` in order (``i`` is
   ``len(_results)``): when ``_timed``, append its start time to ``_starts``; when
-  ``_track``, ``_step_started(i, EXECUTE, 1)``; call ``execute``.
+  ``_track``, the driver's ``_step_started`` (the journal's D1 record, then
+  ``_announce_started``); call ``execute``.
 
-  - It returned: append the result to ``_results``; when ``_track``,
-    ``_step_succeeded(i, EXECUTE)``.
+  - It returned: append the result to ``_results``; when ``_track``, the driver's
+    ``_step_succeeded`` (D2, then ``_announce_succeeded``).
   - It raised: unless ``_retryable(exc)``, the step has failed. Otherwise, in a
     loop: ``_failed(i, EXECUTE, exc, attempt)`` gives the wait before the next call,
-    or None: then raise ``_final_error(exc)``, the step has failed. Sleep, then
-    ``_retry_started(i, EXECUTE, attempt + 1)``, and call again.
+    or None: then raise ``_final_error(exc)``, the step has failed. Sleep, count
+    the attempt, and call again.
 
-  Finally ``_end_execute(error, in_call)``: ``error`` is None on success; ``in_call``
-  says whether it came out of the step's calls (then the step counts as executed)
-  rather than from between two steps.
+  Finally ``_end_execute(error, failed)``: ``error`` is None on success; ``failed``
+  is the step whose calls it came out of (that step counts as executed), or -1 when
+  it came from between two steps. Then the journal's record of it, and
+  ``_announce_end()`` when ``_report_end``.
 * ``_begin_rollback()`` returns the indices to roll back, latest first. For each:
   set ``_rb_index``; when ``_timed``, append a start time to ``_rb_starts``; the
   same calls as above with ``ROLLBACK``, except that a rollback that gives up (or
   raises anything, retry decisions included) is handed to ``_rollback_failed(i,
-  exc)`` and the loop goes on. Finally ``_end_rollback()`` returns the exception
-  ``rollback()`` must raise, if any.
+  exc)`` and the loop goes on. Finally ``_end_rollback()``, the journal's record,
+  and ``_rollback_outcome()``: the exception ``rollback()`` must raise, if any.
+* A parallel group (the async queue's) starts its members together after their
+  D1 records; every member counts as executed; failures go to ``_errors``, the first
+  one to ``_failed_step``; the members roll back together (``_inflight`` says which
+  are being called, for reports).
 
-``_track`` is set when someone observes step transitions (listeners now; the journal
-will be the second observer, told of each transition in ``_step_started``,
-``_step_succeeded``, ``_end_execute`` and ``_rollback_failed``). ``_timed`` is set
-when per-step durations are asked for or needed. With neither, the in-memory happy
-path does no work for observers nobody attached, nor reads the clock for a report
-nobody reads.
+``_track`` is set when someone observes step transitions: listeners, or the journal.
+``_timed`` is set when per-step durations are asked for or needed. With neither, the
+in-memory happy path does no work for observers nobody attached, nor reads the clock
+for a report nobody reads.
 """
 
 from __future__ import annotations
