@@ -223,7 +223,6 @@ class PostgresJournal(Journal):
         if self._secret:
             self._filter = _Redact(self._secret)
             logging.getLogger("psycopg.pool").addFilter(self._filter)
-        self._timeout = connect_timeout
         self._conns: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
             url,
             min_size=1,
