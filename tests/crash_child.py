@@ -2,7 +2,7 @@
 
 usage: crash_child.py run JOURNAL SYSTEM STEPS FAIL_AT MODE
        crash_child.py arun JOURNAL SYSTEM STEPS FAIL_AT MODE   (AsyncActionQueue,
-                                async actions; in rollback mode steps 1-2 in parallel)
+                                async actions, steps 1-2 in parallel)
        crash_child.py threads JOURNAL SYSTEM   (4 threads of queues, durability=power,
                                                 until killed from outside)
        crash_child.py recover JOURNAL
@@ -81,11 +81,7 @@ def main() -> None:
         )
         actions = [AsyncWrite(system, f"step {i}", fail=i == fail_at) for i in range(steps)]
         aqueue.add(actions[0])
-        if mode == "rollback":  # (a resumable queue has no parallel groups)
-            aqueue.add_parallel(*actions[1:3])  # steps >= 3
-        else:
-            aqueue.add(actions[1])
-            aqueue.add(actions[2])
+        aqueue.add_parallel(*actions[1:3])  # steps >= 3
         for action in actions[3:]:
             aqueue.add(action)
         with contextlib.suppress(RuntimeError):

@@ -796,10 +796,57 @@ def test_a_members_executed_record_failing_stops_the_run(flaky: Any) -> None:
     asyncio.run(main())
 
 
-def test_a_resumable_queue_refuses_parallel_groups(flaky: Any) -> None:
-    q = AsyncActionQueue(journal=flaky, registry=registry, recovery="resume")
-    with pytest.raises(InvalidArgumentError, match="recovery='resume'"):
-        q.add_parallel(S("a"), S("b"))
+def test_a_resumed_group_executes_only_its_members_that_had_not(tmp_path: Path) -> None:
+    """The journal keeps group membership: recovery resumes a group by executing the
+    members not recorded as executed, together, and then the steps after it."""
+    LOG_S.clear()
+    journal = SQLiteJournal(tmp_path / "j.db", lease=0.2)
+
+    async def abandon() -> None:
+        q = AsyncActionQueue(journal=journal, registry=registry, recovery="resume")
+        q.add(S("a"))
+        q.add_parallel(S("x"), S("y"))
+        q.add(S("z"))
+        q._begin_execute()
+        for i in (0, 1, 2):
+            await q._step_started(i, actionqueues.Phase.EXECUTE, 1)
+        q._results.extend([None, None])
+        for i in (0, 1):  # a and x executed; y was executing when the process died
+            await q._step_succeeded(i, actionqueues.Phase.EXECUTE)
+        q._durable.leave()  # type: ignore[union-attr]
+
+    asyncio.run(abandon())
+    assert [None, 1, 1, None] == [s.group for s in journal.load(journal.runs()[0].id)[1]]  # type: ignore[index]
+    time.sleep(0.3)
+    [result] = actionqueues.recover(journal, registry=registry)
+    assert "completed" == result.outcome
+    assert ["y", "z"] == calls("execute")
+    assert ["executed"] * 4 == [s.status for s in result.steps]
+    journal.close()
+
+
+def test_recovery_rolls_a_group_back_together(tmp_path: Path) -> None:
+    LOG_S.clear()
+    journal = SQLiteJournal(tmp_path / "j.db", lease=0.2)
+
+    async def abandon() -> None:
+        q = AsyncActionQueue(journal=journal, registry=registry)
+        q.add(S("a"))
+        q.add_parallel(S("x"), S("y"))
+        q._begin_execute()
+        for i in (0, 1, 2):
+            await q._step_started(i, actionqueues.Phase.EXECUTE, 1)
+        q._durable.leave()  # type: ignore[union-attr]
+
+    asyncio.run(abandon())
+    time.sleep(0.3)
+    [result] = actionqueues.recover(journal, registry=registry)
+    assert "rolled_back" == result.outcome
+    assert {"x", "y"} == set(calls("rollback")[:2])
+    assert "a" == calls("rollback")[2]
+    assert result.report is not None
+    assert [None, 1, 1] == [s.group for s in result.report.steps]
+    journal.close()
 
 
 class Awaiting:

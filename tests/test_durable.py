@@ -881,3 +881,29 @@ def test_two_records_of_one_step_in_one_write_apply_in_order(journal: Journal) -
         step.state,
         step.attempts,
     )
+
+
+def test_a_version_1_journal_is_migrated_and_keeps_its_runs(tmp_path: Path) -> None:
+    """Schema 2 added parallel groups: a journal written by schema 1 opens, migrated,
+    and its runs read back (with no groups)."""
+    from actionqueues.journal import _sqlite
+
+    path = tmp_path / "v1.db"
+    with sqlite3.connect(path) as db:
+        for statement in _sqlite._MIGRATIONS[1]:
+            db.execute(statement)
+        db.execute(
+            "INSERT INTO runs VALUES ('old', 'q', 'completed', 'rollback', 'me', 0, 0, 1, 1, "
+            "NULL, 1)"
+        )
+        db.execute(
+            "INSERT INTO steps VALUES ('old', 0, 'x', 's', '{}', 'executed', 1, 0, NULL, NULL, 1)"
+        )
+        db.execute("PRAGMA user_version = 1")
+    journal = SQLiteJournal(path)
+    loaded = journal.load("old")
+    assert loaded is not None
+    assert [("executed", None)] == [(s.status, s.group) for s in loaded[1]]
+    journal.close()
+    with sqlite3.connect(path) as db:
+        assert (2,) == db.execute("PRAGMA user_version").fetchone()

@@ -114,7 +114,7 @@ def test_many_workers_create_the_schema_at_the_same_moment(pg_url: str, pg_schem
     assert [] == errors
     with psycopg.connect(pg_url) as conn:
         rows = conn.execute(f"SELECT version FROM {pg_schema}.version").fetchall()  # noqa: S608
-    assert [(1,)] == rows
+    assert [(_postgres_schema_version(),)] == rows
 
 
 def test_a_newer_schema_is_refused(pg_url: str, pg_schema: str) -> None:
@@ -422,3 +422,29 @@ def test_a_reserved_word_is_a_schema_name_too(pg_url: str) -> None:
     finally:
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute('DROP SCHEMA IF EXISTS "order" CASCADE')
+
+
+def test_a_version_1_schema_is_migrated_and_keeps_its_runs(pg_url: str, pg_schema: str) -> None:
+    from actionqueues.journal import _postgres
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {pg_schema}")
+        conn.execute(f"CREATE TABLE {pg_schema}.version (version integer)")
+        conn.execute(f"INSERT INTO {pg_schema}.version VALUES (1)")  # noqa: S608
+        for statement in _postgres._MIGRATIONS[1]:
+            conn.execute(statement.replace("{s}", pg_schema))
+        conn.execute(
+            f"INSERT INTO {pg_schema}.runs VALUES ('old', 'q', 'completed', 'rollback', "  # noqa: S608
+            "'me', 0, 0, 1, 1, NULL, 1)"
+        )
+    journal = PostgresJournal(pg_url, schema=pg_schema)
+    assert ["old"] == [r.id for r in journal.runs()]
+    journal.close()
+    with psycopg.connect(pg_url) as conn:
+        assert (2,) == conn.execute(f"SELECT version FROM {pg_schema}.version").fetchone()  # noqa: S608
+
+
+def _postgres_schema_version() -> int:
+    from actionqueues.journal import _postgres
+
+    return _postgres.SCHEMA_VERSION

@@ -395,13 +395,14 @@ class AsyncDriver(Engine):
         listener), else that member's exception.
         """
         members = range(first, end)
+        todo = [i for i in members if i not in self._skip]  # (resumed: done before)
         if self._track:
-            for i in members:
+            for i in todo:
                 await self._step_started(i, _EXECUTE, 1)
         self._results.extend([None] * len(members))
         if self._timed:
             self._starts.extend([perf_counter()] * len(members))
-        self._inflight = set(members)
+        self._inflight = set(todo)
         self._calling = False  # members are shown as executing through _inflight
         if not self._errors:
             self._errors = {}
@@ -410,7 +411,7 @@ class AsyncDriver(Engine):
         aborted: list[BaseException] = []
         interrupted: BaseException | None = None
         try:
-            await _all([self._member(i, _EXECUTE, aborted) for i in members])
+            await _all([self._member(i, _EXECUTE, aborted) for i in todo])
         except BaseException as exc:  # cancelled: every member has ended, cancelled too
             interrupted = exc
         self._calling = not self._track
@@ -484,6 +485,8 @@ async def _all(calls: list[Coroutine[Any, Any, None]]) -> None:
     """Run ``calls`` (which never raise) as tasks, and wait for every one to end. If
     the caller is cancelled meanwhile, they are cancelled too, waited for, and the
     cancellation propagates."""
+    if not calls:
+        return
     tasks = [asyncio.ensure_future(call) for call in calls]
     try:
         await asyncio.wait(tasks)

@@ -347,7 +347,12 @@ class DurableRun:
         self.states.append(entry[1])
 
     def begin(
-        self, queue_name: str | None, step_names: list[str], *, asynchronous: bool = False
+        self,
+        queue_name: str | None,
+        step_names: list[str],
+        *,
+        asynchronous: bool = False,
+        groups: list[int | None] | None = None,
     ) -> None:
         """Prepare the run's record: the run and its steps, pending, are inserted with
         the first write, the first step's "executing" record (D1). The run's mode says
@@ -357,7 +362,7 @@ class DurableRun:
         # when the step starts (D1).
         steps = list(zip(self.names, step_names, self.states, strict=True))
         mode = f"{self.mode}:async" if asynchronous else self.mode
-        new = NewRun(queue_name, mode, steps)
+        new = NewRun(queue_name, mode, steps, groups or ())
         self.recorder = RunRecorder(self.journal, self.run_id, self.claim, new, fold=self.fold)
 
     def adopt(self, recorder: RunRecorder, names: list[str]) -> None:

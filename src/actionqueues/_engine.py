@@ -205,6 +205,7 @@ class Engine:
         "_report_finish",
         "_results",
         "_rollback_policy",
+        "_skip",
         "_skipped",
         "_starts",
         "_state",
@@ -278,6 +279,7 @@ class Engine:
         # Parallel groups: first member's index -> one past the last member's.
         self._groups: dict[int, int] = _EMPTY
         self._inflight: set[int] = _EMPTY_SET  # group members being called now
+        self._skip: set[int] = _EMPTY_SET  # group members a resumed run executed before
         self._ends: dict[tuple[Phase, int], float] = _EMPTY  # group members' end times
         # A result per step that returned; a start time per step when timed.
         self._results: list[object] = []
@@ -363,10 +365,13 @@ class Engine:
         self._actions.append(action)  # type: ignore[arg-type]
 
     def _add_group(
-        self, actions: tuple[ActionLike | Callable[[], object], ...], options: StepOptions
+        self,
+        actions: tuple[ActionLike | Callable[[], object], ...],
+        options: StepOptions,
+        names: list[str] | None = None,
     ) -> None:
         """Add a parallel group (the async queue's ``add_parallel``): all its members
-        are checked before any is kept."""
+        are checked before any is kept. ``names``: each member's own (recovery's)."""
         if self._state not in _ADD_FROM:
             raise lifecycle_error("add", self._state)
         if not actions:
@@ -380,14 +385,6 @@ class Engine:
             for a in actions
         ]
         durable = self._durable
-        if durable is not None and durable.mode == "resume":
-            msg = (
-                "add_parallel() in a queue made with recovery='resume': a resumed run "
-                "executes its steps one by one from the first one not recorded as "
-                "executed, and would execute again a member that had finished. Use "
-                "recovery='rollback' (the default), or add the actions one by one."
-            )
-            raise InvalidArgumentError(msg)
         entries = [durable.check_add(a) for a in members] if durable is not None else []
         first = len(self._actions)
         name = options.get("name")
@@ -400,6 +397,10 @@ class Engine:
                 if name is not None:
                     own["name"] = f"{name}[{k + 1}]"
                 self._set_options(first + k, cast("StepOptions", own))
+        if names is not None:
+            if not self._names:
+                self._names = {}
+            self._names.update(enumerate(names, first))
         self._actions.extend(members)
         for entry in entries:
             durable.accept(entry)  # type: ignore[union-attr]
@@ -655,15 +656,18 @@ class Engine:
         if durable is not None and durable.recorder is None:
             try:  # D1 starts here: the run and its steps are recorded before any call
                 names = [self._step_name(i) for i in range(len(self._actions))]
-                durable.begin(self._name, names, asynchronous=self._asynchronous)
+                groups = [self._group_of(i) for i in range(len(names))] if self._groups else None
+                durable.begin(self._name, names, asynchronous=self._asynchronous, groups=groups)
             except BaseException as exc:
                 self._state, self._error, self._executed = _FAILED, exc, 0
                 raise
         # Resumed by recovery, execution picks up after the steps already executed.
         return self._actions[len(self._results) :] if self._results else self._actions
 
-    def _prepare_resume(self, done: int) -> None:
-        """Recovery resumes a run whose first ``done`` steps executed."""
+    def _prepare_resume(self, done: int, executed: Iterable[int] = ()) -> None:
+        """Recovery resumes a run whose first ``done`` steps executed, and of whose
+        later steps (members of a parallel group) ``executed`` did too."""
+        self._skip = set(executed) or _EMPTY_SET
         self._results = [None] * done
         if self._timed:  # those steps took no time in this process
             self._starts = [perf_counter()] * done

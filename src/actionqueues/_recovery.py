@@ -166,8 +166,7 @@ def recover_run(
         rollback_retry=rollback_retry,
     )
     try:
-        for action, step in zip(actions, steps, strict=True):
-            queue.add(cast("ActionLike", action), name=step.name)
+        add_steps(queue, actions, steps)
     except ActionQueueError as exc:  # a decoder that built something add() refuses
         return Recovered(row.id, row.name, "skipped", str(exc), None, steps)
     recorder = RunRecorder(journal, row.id, row.claims)
@@ -181,7 +180,11 @@ def recover_run(
         done = 0
         while done < len(steps) and steps[done].status == "executed":
             done += 1
-        queue._prepare_resume(done)
+        group = steps[done].group if done < len(steps) else None
+        if group is not None:  # a group, some of whose members executed: start it again
+            done = group
+        executed = {s.index for s in steps[done:] if s.status == "executed"}
+        queue._prepare_resume(done, executed)
         finish = queue.run
     else:
         # Rollbacks that failed for good under an earlier claim still count.
@@ -201,6 +204,26 @@ def recover_run(
         pass
     report = queue.report
     return Recovered(row.id, row.name, report.status.value, None, report, _steps(journal, row))
+
+
+def add_steps(
+    queue: ActionQueue | AsyncActionQueue, actions: list[object], steps: list[StepRow]
+) -> None:
+    """Add the journal's steps to ``queue``, with their names, and their parallel
+    groups as groups again (only an async queue's run has any)."""
+    i = 0
+    while i < len(steps):
+        first = steps[i].group
+        if first is None:
+            queue.add(cast("ActionLike", actions[i]), name=steps[i].name)
+            i += 1
+            continue
+        end = i
+        while end < len(steps) and steps[end].group == first:
+            end += 1
+        members = [cast("ActionLike", a) for a in actions[i:end]]
+        queue._add_group(tuple(members), {}, [s.name for s in steps[i:end]])
+        i = end
 
 
 def _loop_running() -> bool:

@@ -81,14 +81,17 @@ class StepRow(NamedTuple):
     error: str | None
     rollback_error: str | None
     updated: float
+    group: int | None = None  # a parallel group's first member's index
 
 
 class NewRun(NamedTuple):
-    """A run to insert, with its steps (action name, step name, JSON state)."""
+    """A run to insert, with its steps (action name, step name, JSON state) and, for
+    a queue with parallel groups, each step's group (or None)."""
 
     name: str | None
     mode: str
     steps: Sequence[tuple[str, str, str]]
+    groups: Sequence[int | None] = ()
 
 
 class StepChange(NamedTuple):

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     import psycopg
     import psycopg_pool
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 _IDENTIFIER: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _ADVISORY_KEY: Final = 0x61717565  # "aque": serialises schema creation and migration
 
@@ -86,6 +86,8 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
             PRIMARY KEY (run_id, idx)
         )""",
     ),
+    # Parallel groups (the async queue's): each member's group, its first index.
+    2: ("ALTER TABLE {s}.steps ADD COLUMN grp integer",),
 }
 
 _RUN_COLUMNS: Final = (
@@ -93,7 +95,7 @@ _RUN_COLUMNS: Final = (
 )
 _STEP_COLUMNS: Final = (
     "run_id, idx, action, name, state, status, attempts, rollback_attempts, error, "
-    "rollback_error, updated"
+    "rollback_error, updated, grp"
 )
 _ROLLBACK_STATUSES: Final = frozenset({"rolling_back", "rolled_back", "rollback_failed"})
 
@@ -391,15 +393,15 @@ class PostgresJournal(Journal):
         """Insert a new run, ours, with its steps pending. Idempotent: made again after
         a commit whose reply was lost, it inserts nothing (and the ownership check of
         the write it belongs to still holds)."""
-        name, mode, steps = new
+        name, mode, steps, groups = new
         cur.execute(
             self._sql(
                 f"WITH r AS (INSERT INTO {{s}}.runs ({_RUN_COLUMNS}) SELECT %s, %s, "
                 f"'running', %s, %s, n + %s, 0, n, n, NULL, %s FROM (SELECT {_NOW} AS n) t "
                 f"ON CONFLICT (id) DO NOTHING) INSERT INTO {{s}}.steps ({_STEP_COLUMNS}) "
-                f"SELECT %s, i - 1, a, nm, st, 'pending', 0, 0, NULL, NULL, {_NOW} FROM "
-                "unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS u(a, nm, st, i) "
-                "ON CONFLICT (run_id, idx) DO NOTHING"
+                f"SELECT %s, i - 1, a, nm, st, 'pending', 0, 0, NULL, NULL, {_NOW}, g FROM "
+                "unnest(%s::text[], %s::text[], %s::text[], %s::integer[]) "
+                "WITH ORDINALITY AS u(a, nm, st, g, i) ON CONFLICT (run_id, idx) DO NOTHING"
             ),
             (
                 run_id,
@@ -412,6 +414,7 @@ class PostgresJournal(Journal):
                 [s[0] for s in steps],
                 [s[1] for s in steps],
                 [s[2] for s in steps],
+                list(groups) if groups else [None] * len(steps),
             ),
         )
 

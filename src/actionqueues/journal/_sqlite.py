@@ -31,7 +31,7 @@ from ._base import (
     run_filters,
 )
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 # Migrations: the statements that take a journal from version n - 1 to n.
 _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
@@ -66,6 +66,8 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
             PRIMARY KEY (run_id, idx)
         ) WITHOUT ROWID""",
     ),
+    # Parallel groups (the async queue's): each member's group, its first index.
+    2: ("ALTER TABLE steps ADD COLUMN grp INTEGER",),
 }
 
 _RUN_COLUMNS: Final = (
@@ -73,7 +75,7 @@ _RUN_COLUMNS: Final = (
 )
 _STEP_COLUMNS: Final = (
     "run_id, idx, action, name, state, status, attempts, rollback_attempts, error, "
-    "rollback_error, updated"
+    "rollback_error, updated, grp"
 )
 _OURS: Final = "EXISTS (SELECT 1 FROM runs WHERE id = ? AND owner = ? AND claims = ?)"
 _EXECUTE_UPDATE: Final = (
@@ -243,7 +245,7 @@ class SQLiteJournal(Journal):
     # -- writes ---------------------------------------------------------------------
 
     def _insert(self, db: sqlite3.Connection, run_id: str, new: NewRun, now: float) -> None:
-        name, mode, steps = new
+        name, mode, steps, groups = new
         db.execute(
             f"INSERT INTO runs ({_RUN_COLUMNS}) "
             "VALUES (?, ?, 'running', ?, ?, ?, 0, ?, ?, NULL, ?)",
@@ -251,9 +253,9 @@ class SQLiteJournal(Journal):
         )
         db.executemany(
             f"INSERT INTO steps ({_STEP_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, 'pending', 0, 0, NULL, NULL, ?)",
+            "VALUES (?, ?, ?, ?, ?, 'pending', 0, 0, NULL, NULL, ?, ?)",
             [
-                (run_id, i, action, step, state, now)
+                (run_id, i, action, step, state, now, groups[i] if groups else None)
                 for i, (action, step, state) in enumerate(steps)
             ],
         )
