@@ -37,6 +37,7 @@ from actionqueues import (
     StepFailed,
     StepStatus,
 )
+from actionqueues.journal import StepChange
 
 Log = list[tuple[str, str]]
 
@@ -1044,3 +1045,34 @@ def test_an_actions_own_timeout_error_is_not_taken_for_the_steps_timeout() -> No
             await q.run()
 
     asyncio.run(main())
+
+
+def test_recovery_does_not_roll_back_again_a_member_already_rolled_back(
+    tmp_path: Path,
+) -> None:
+    """Members roll back in any order: one may be rolled back while another was still
+    rolling back when the process died. Recovery undoes only what was not undone."""
+    LOG_S.clear()
+    journal = SQLiteJournal(tmp_path / "j.db", lease=0.2)
+
+    async def abandon() -> str:
+        q = AsyncActionQueue(journal=journal, registry=registry)
+        q.add(S("a"))
+        q.add_parallel(S("x"), S("y"))
+        q._begin_execute()
+        for i in (0, 1, 2):
+            await q._step_started(i, actionqueues.Phase.EXECUTE, 1)
+        q._results.extend([None, None, None])
+        for i in (0, 1, 2):
+            await q._step_succeeded(i, actionqueues.Phase.EXECUTE)
+        q._durable.leave()  # type: ignore[union-attr]
+        return q._durable.run_id  # type: ignore[union-attr]
+
+    run_id = asyncio.run(abandon())
+    changes = [StepChange(1, "rolled_back", None, 1), StepChange(2, "rolling_back")]
+    journal.record(run_id, 0, changes, status="rolling_back")  # x undone, y under way
+    time.sleep(0.3)
+    [result] = actionqueues.recover(journal, registry=registry)
+    assert "rolled_back" == result.outcome
+    assert ["y", "a"] == calls("rollback")
+    journal.close()

@@ -461,16 +461,17 @@ class AsyncDriver(Engine):
         follow the group and before the ones that precede it; an error of the queue's
         own that must stop the rollback (another process took the run over)."""
         members = range(end - 1, first - 1, -1)
+        todo = [i for i in members if i not in self._skip]  # (recovered: done before)
         self._rb_index = first
         if self._timed:
             self._rb_starts.extend([perf_counter()] * len(members))
-        self._inflight = set(members)
+        self._inflight = set(todo)
         self._calling = False
         if not self._ends:
             self._ends = {}
         aborted: list[BaseException] = []
         try:
-            await _all([self._member(i, _ROLLBACK, aborted) for i in members])
+            await _all([self._member(i, _ROLLBACK, aborted) for i in todo])
         except BaseException as exc:  # cancelled: held until every rollback was tried
             self._hold(exc)
         self._calling = not self._track

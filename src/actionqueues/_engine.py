@@ -193,6 +193,7 @@ class Engine:
         "_inflight",
         "_interrupt",
         "_may_retry",
+        "_member_of",
         "_name",
         "_names",
         "_policies",
@@ -278,6 +279,7 @@ class Engine:
         self._timeouts: dict[int, float] = _EMPTY
         # Parallel groups: first member's index -> one past the last member's.
         self._groups: dict[int, int] = _EMPTY
+        self._member_of: dict[int, int] = _EMPTY  # each member's group's first index
         self._inflight: set[int] = _EMPTY_SET  # group members being called now
         self._skip: set[int] = _EMPTY_SET  # group members a resumed run executed before
         self._ends: dict[tuple[Phase, int], float] = _EMPTY  # group members' end times
@@ -405,8 +407,9 @@ class Engine:
         for entry in entries:
             durable.accept(entry)  # type: ignore[union-attr]
         if not self._groups:
-            self._groups = {}
+            self._groups, self._member_of = {}, {}
         self._groups[first] = len(self._actions)
+        self._member_of.update(dict.fromkeys(range(first, len(self._actions)), first))
 
     def _add_durable(self, action: object, options: StepOptions) -> None:
         """add() for a durable queue: D11 checks first; nothing is kept if one fails."""
@@ -672,9 +675,14 @@ class Engine:
         if self._timed:  # those steps took no time in this process
             self._starts = [perf_counter()] * done
 
-    def _prepare_undo(self, executed: int, earlier: dict[int, str | None]) -> None:
+    def _prepare_undo(
+        self, executed: int, earlier: dict[int, str | None], settled: Iterable[int] = ()
+    ) -> None:
         """Recovery rolls back a run whose first ``executed`` steps were called, and
-        some of whose later steps' rollbacks failed for good under an earlier claim."""
+        some of whose later steps' rollbacks failed for good under an earlier claim;
+        ``settled`` steps (members of a parallel group, which roll back in any order)
+        were rolled back already, or failed to be, and are not rolled back again."""
+        self._skip = set(settled) or _EMPTY_SET
         self._state = _FAILED
         self._results = [None] * executed
         self._executed = executed
@@ -981,10 +989,7 @@ class Engine:
 
     def _group_of(self, index: int) -> int | None:
         """The parallel group of step ``index``: its first member's index, or None."""
-        for first, end in self._groups.items():
-            if first <= index < end:
-                return first
-        return None
+        return self._member_of.get(index)
 
     def _step_status(self, i: int, snap: _Snapshot) -> StepStatus:
         if i >= snap.first_undone:

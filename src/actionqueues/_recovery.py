@@ -189,7 +189,8 @@ def recover_run(
     else:
         # Rollbacks that failed for good under an earlier claim still count.
         earlier = {s.index: s.rollback_error for s in steps if s.status == "rollback_failed"}
-        queue._prepare_undo(max(undo) + 1 if undo else 0, earlier)
+        settled = [s.index for s in steps if s.status in ("rolled_back", "rollback_failed")]
+        queue._prepare_undo(max(undo) + 1 if undo else 0, earlier, settled)
         finish = queue.rollback
     try:
         if asynchronous:
