@@ -826,20 +826,30 @@ def test_a_resumed_group_executes_only_its_members_that_had_not(tmp_path: Path) 
     journal.close()
 
 
-def test_recovery_rolls_a_group_back_together(tmp_path: Path) -> None:
+def abandon_a_group_run(journal: SQLiteJournal, executed: int) -> str:
+    """Steps a, then the group x, y, all started; the first ``executed`` of them
+    returned; then the owner is gone. The run's id."""
     LOG_S.clear()
-    journal = SQLiteJournal(tmp_path / "j.db", lease=0.2)
 
-    async def abandon() -> None:
+    async def abandon() -> str:
         q = AsyncActionQueue(journal=journal, registry=registry)
         q.add(S("a"))
         q.add_parallel(S("x"), S("y"))
         q._begin_execute()
         for i in (0, 1, 2):
             await q._step_started(i, actionqueues.Phase.EXECUTE, 1)
+        q._results.extend([None] * executed)
+        for i in range(executed):
+            await q._step_succeeded(i, actionqueues.Phase.EXECUTE)
         q._durable.leave()  # type: ignore[union-attr]
+        return q._durable.run_id  # type: ignore[union-attr]
 
-    asyncio.run(abandon())
+    return asyncio.run(abandon())
+
+
+def test_recovery_rolls_a_group_back_together(tmp_path: Path) -> None:
+    journal = SQLiteJournal(tmp_path / "j.db", lease=0.2)
+    abandon_a_group_run(journal, executed=0)
     time.sleep(0.3)
     [result] = actionqueues.recover(journal, registry=registry)
     assert "rolled_back" == result.outcome
@@ -1052,23 +1062,8 @@ def test_recovery_does_not_roll_back_again_a_member_already_rolled_back(
 ) -> None:
     """Members roll back in any order: one may be rolled back while another was still
     rolling back when the process died. Recovery undoes only what was not undone."""
-    LOG_S.clear()
     journal = SQLiteJournal(tmp_path / "j.db", lease=0.2)
-
-    async def abandon() -> str:
-        q = AsyncActionQueue(journal=journal, registry=registry)
-        q.add(S("a"))
-        q.add_parallel(S("x"), S("y"))
-        q._begin_execute()
-        for i in (0, 1, 2):
-            await q._step_started(i, actionqueues.Phase.EXECUTE, 1)
-        q._results.extend([None, None, None])
-        for i in (0, 1, 2):
-            await q._step_succeeded(i, actionqueues.Phase.EXECUTE)
-        q._durable.leave()  # type: ignore[union-attr]
-        return q._durable.run_id  # type: ignore[union-attr]
-
-    run_id = asyncio.run(abandon())
+    run_id = abandon_a_group_run(journal, executed=3)
     changes = [StepChange(1, "rolled_back", None, 1), StepChange(2, "rolling_back")]
     journal.record(run_id, 0, changes, status="rolling_back")  # x undone, y under way
     time.sleep(0.3)
