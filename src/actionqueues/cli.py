@@ -148,10 +148,19 @@ def opened_waiting(out: Console, args: argparse.Namespace) -> Journal | None:
         try:
             return opened(args.journal, args.schema)
         except JournalError as exc:
-            backoff = min(max(2 * backoff, 0.5), max(args.interval, 30.0))
-            out.print(f"journal unavailable ({exc}); trying again in {backoff:g} s", markup=False)
-            STOPPING.wait(backoff)
+            backoff = wait_for_journal(out, args, exc, backoff)
     return None
+
+
+def wait_for_journal(
+    out: Console, args: argparse.Namespace, exc: JournalError, backoff: float
+) -> float:
+    """A worker's journal failed: say so, and wait twice as long as the last time
+    (from 0.5 s, at most 30 s or --interval), or until SIGTERM; that wait."""
+    backoff = min(max(2 * backoff, 0.5), max(args.interval, 30.0))
+    out.print(f"journal unavailable ({exc}); trying again in {backoff:g} s", markup=False)
+    STOPPING.wait(backoff)
+    return backoff
 
 
 def opened(where: str | None, schema: str = "actionqueues") -> Journal:
@@ -272,9 +281,7 @@ def cmd_recover(out: Console, journal: Journal, args: argparse.Namespace) -> int
                 raise
             # Reconnect with backoff: nothing is lost meanwhile (a run claimed when
             # the journal failed is claimed again once its lease expires).
-            backoff = min(max(2 * backoff, 0.5), max(args.interval, 30.0))
-            out.print(f"journal unavailable ({exc}); trying again in {backoff:g} s", markup=False)
-            stopping.wait(backoff)
+            backoff = wait_for_journal(out, args, exc, backoff)
             continue
         backoff = 0.0
         unfinished += failed

@@ -304,9 +304,9 @@ class PostgresJournal(Journal):
             with self._transaction(atomic=atomic, raw=True) as cur:
                 work(cur)
         except psycopg.OperationalError as exc:
-            self._conns.check()  # idle connections of a restarted server: gone
             if not _dropped(exc):
                 raise self._error("cannot be written", exc) from None
+            self._conns.check()  # idle connections of a restarted server: gone
             with self._transaction(atomic=atomic) as cur:
                 work(cur)
 
