@@ -7,9 +7,11 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from _drivers import BlockingAsyncQueue
+from durable_actions import system
 
 import actionqueues
 from actionqueues.actionqueue import ActionQueue
@@ -48,23 +50,50 @@ def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return waits
 
 
+@pytest.fixture
+def sysdb(tmp_path: Path) -> str:
+    """An external system's database file (see ``durable_actions``), created empty."""
+    path = str(tmp_path / "system.db")
+    system(path).close()
+    return path
+
+
 PG_ENV = "ACTIONQUEUES_TEST_POSTGRES"
+# Where this kind of machine runs PostgreSQL (trust auth, database "test"); used when
+# ACTIONQUEUES_TEST_POSTGRES is not set and the server answers there.
+PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _answers(url: str) -> str | None:
+    """Why the server at ``url`` cannot be used, or None when it answers."""
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed (pip install '.[dev]')"
+    try:
+        psycopg.connect(url, connect_timeout=3, autocommit=True).close()
+    except psycopg.Error as exc:
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return None
 
 
 @pytest.fixture(scope="session")
 def pg_url() -> str:
-    """The PostgreSQL server the tests may create schemas in. Without one the
-    PostgreSQL tests skip, saying how to enable them; in CI (CI set) they fail."""
+    """The PostgreSQL server the tests may create schemas in: $ACTIONQUEUES_TEST_POSTGRES,
+    else the local default when it answers. Without one the PostgreSQL tests skip,
+    saying why in the summary; in CI (CI set) they fail."""
     url = os.environ.get(PG_ENV)
-    if not url:
-        msg = (
-            f"the PostgreSQL tests need a server: set {PG_ENV}=postgresql://USER@HOST:PORT/DB "
-            "(a database the tests may create and drop schemas in)"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(f"{msg}; in CI they must run")
-        pytest.skip(msg)
-    return url
+    problem = _answers(url or PG_DEFAULT)
+    if problem is None:
+        return url or PG_DEFAULT
+    msg = (
+        f"no PostgreSQL server at {url or PG_DEFAULT} ({problem}); to run the PostgreSQL "
+        f"tests, start it or set {PG_ENV}=postgresql://USER@HOST:PORT/DB (a database the "
+        "tests may create and drop schemas in)"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(f"{msg}; in CI they must run")
+    pytest.skip(msg)
 
 
 @pytest.fixture

@@ -64,7 +64,15 @@ def main() -> None:
     if command == "threads":
         threads(journal_path, sys.argv[3])
         return
-    journal = open_it(journal_path, lease=0.3)
+    if command == "worker":  # a worker may start while the database restarts: wait
+        while True:
+            try:
+                journal = open_it(journal_path, lease=0.3)
+                break
+            except actionqueues.JournalError:
+                time.sleep(0.2)
+    else:
+        journal = open_it(journal_path, lease=0.3)
     if command == "worker":
         while True:
             with contextlib.suppress(actionqueues.JournalError):  # the database restarting

@@ -33,6 +33,12 @@ def system(path: str) -> sqlite3.Connection:
     return db
 
 
+def effects(path: str) -> list[str]:
+    """The values of the effects the system at ``path`` holds, sorted."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return [r[0] for r in db.execute("SELECT value FROM effects ORDER BY value")]
+
+
 class Crasher:
     """Kills this process with SIGKILL at the n-th instrumented point, if asked."""
 

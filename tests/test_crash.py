@@ -10,6 +10,7 @@ and no compensation may have run twice under one claim.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -51,7 +52,7 @@ def child_env(crash_at: int = 0, schema: str = "") -> dict[str, str]:
 
 
 def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
         return db.execute(sql).fetchall()
 
 

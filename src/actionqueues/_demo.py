@@ -5,6 +5,11 @@ Part 1 signs a user up while the mail system is down: execute, failure, rollback
 step by step. Part 2 signs another user up in a child process and kills it with
 SIGKILL between "charged" and "mail queued"; the user and the charge are left
 behind, and recovery, from the journal, undoes both.
+
+With ``--dir`` the files are kept in a folder of the user's choosing. The demo writes
+there only if the folder is new, holds none of the demo's file names, or was made
+by an earlier demo (it holds the demo's marker file): someone's own ``users.db`` is
+never written to.
 """
 
 from __future__ import annotations
@@ -36,6 +41,38 @@ from .journal import SQLiteJournal
 
 demo_actions = Registry()
 LEASE = 1.0
+#: The files the demo writes (each with SQLite's companions: -journal, -wal, -shm).
+FILES = ("users.db", "billing.db", "mail.db", "journal.db")
+#: In a ``--dir`` folder: the demo made these files, and may write them again.
+MARKER = ".actionqueues-demo"
+
+
+def prepare(folder: Path) -> str | None:
+    """Make ``folder`` ready for the demo's files; what is wrong with it, if anything
+    (and then nothing is touched): it is a file, it cannot be made or written, or it
+    holds files by the demo's names that an earlier demo did not make."""
+    if folder.exists() and not folder.is_dir():
+        return f"demo --dir {folder}: that is a file; give a folder (new, or empty)"
+    if folder.is_dir() and not (folder / MARKER).is_file():
+        taken = [
+            name
+            for base in FILES
+            for name in (base, f"{base}-journal", f"{base}-wal", f"{base}-shm")
+            if os.path.lexists(folder / name)
+        ]
+        if taken:
+            return (
+                f"demo --dir {folder}: it holds {', '.join(taken)}, which the demo would "
+                "write to and did not make; give a new or empty folder"
+            )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / MARKER).write_text(
+            "Made by `actionqueues demo`: its files here may be written again by it.\n"
+        )
+    except OSError as exc:
+        return f"demo --dir {folder}: cannot write there: {exc.strerror or exc}"
+    return None
 
 
 def connect(path: str) -> sqlite3.Connection:

@@ -16,7 +16,7 @@ from ._errors import ActionQueueError
 from ._events import StepStarted, logger
 from ._lifecycle import QueueState
 from ._report import Phase
-from .journal import JournalError, LeaseLostError
+from .journal import JournalError, LeaseLostError, RunRecorder
 
 _EXECUTE: Final = Phase.EXECUTE
 _ROLLBACK: Final = Phase.ROLLBACK
@@ -198,6 +198,14 @@ class SyncDriver(Engine):
         fate would be worse), and is cancelled then."""
         write(*args)
 
+    def _give_up(self, recorder: RunRecorder, why: BaseException) -> None:
+        """Leave the run to recovery, released (a journal write, so made as writes are);
+        a journal closed meanwhile lets its lease expire instead."""
+        try:
+            self._io(recorder.give_up, why, True)
+        except JournalError:
+            recorder.give_up(why, False)
+
     def _step_started(self, index: int, phase: Phase, attempt: int) -> None:
         self._calling = True
         if self._durable is not None:
@@ -225,6 +233,18 @@ class SyncDriver(Engine):
         except LeaseLostError:
             raise
         except (JournalError, ActionQueueError) as exc:
+            if durable.mode == "resume" and recorder.status == "running":
+                # The journal still holds the run as running, which recovery resumes:
+                # a step undone now would be resumed past as if executed. Nothing is
+                # undone; recovery takes the run over (D5, D10).
+                msg = (
+                    f"Run {durable.run_id}: the start of step {index + 1}'s rollback could "
+                    f"not be recorded ({exc}). The journal holds the run as running, which "
+                    "recovery would resume past a step undone now: the rollback stops "
+                    "here, and recovery takes the run over."
+                )
+                self._give_up(recorder, exc)
+                raise JournalError(msg) from exc
             logger.error("rolling back step %d without a journal record: %s", index + 1, exc)
         except BaseException as exc:  # an interrupt: held until every rollback was tried
             self._hold(exc)
@@ -270,12 +290,17 @@ class SyncDriver(Engine):
         if recorder is None:  # the run's first record could not be made
             return
         error = self._error
+        if recorder.new is not None:  # never recorded (its first write failed): nothing to do
+            recorder.give_up(error or JournalError("not recorded"), release=False)
+            return
         if error is None:
             try:
                 self._io(recorder.finish, "completed")
             except BaseException as exc:
                 self._state = _FAILED
                 self._error = exc
+                if isinstance(exc, JournalError) and not isinstance(exc, LeaseLostError):
+                    recorder.give_up(exc, release=False)
                 raise
             return
         try:
@@ -288,8 +313,11 @@ class SyncDriver(Engine):
                     repr(self._errors.get(index, error)),
                 )
             self._io(recorder.finish, "failed", repr(error))
+        except LeaseLostError as exc:
+            logger.error("run %s: %s", durable.run_id, exc)
         except (JournalError, ActionQueueError) as exc:
-            logger.error("could not record the failure of run %s: %s", durable.run_id, exc)
+            # Its rollback, if one follows, writes again (and leases it again).
+            recorder.give_up(exc, release=False)
 
     def _record_rollback_end(self, durable: DurableRun) -> None:
         """D4: record how the rollback ended (a failure to is logged)."""
@@ -298,7 +326,10 @@ class SyncDriver(Engine):
         assert recorder is not None
         try:
             self._io(recorder.finish, "rollback_failed" if self._rb_errors else "rolled_back")
+        except LeaseLostError as exc:
+            logger.error("run %s: %s", durable.run_id, exc)
         except (JournalError, ActionQueueError) as exc:
             logger.error("could not record the end of run %s's rollback: %s", durable.run_id, exc)
+            self._give_up(recorder, exc)
         except BaseException as exc:  # an interrupt: raised once the rollback is over
             self._hold(exc)

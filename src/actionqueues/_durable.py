@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from ._action import FunctionAction, is_async_callable
-from ._errors import ActionQueueError, InvalidActionError
+from ._errors import ActionQueueError, InvalidActionError, InvalidArgumentError
 from ._report import Phase
 
 if TYPE_CHECKING:
@@ -43,6 +43,49 @@ class _Entry(NamedTuple):
 # One encoder for every state: json.dumps() with options builds a new one per call.
 _ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), sort_keys=True)
 _FIELDS: dict[type, tuple[str, ...]] = {}
+
+#: The longest run id: ids are keys of the journal's indexes (PostgreSQL's hold at
+#: most about 2,700 bytes a row), and are shown and typed by operators.
+MAX_RUN_ID = 200
+
+
+def check_text(text: str, where: str, *, longest: int | None = None) -> None:
+    """Text a journal stores (a run id, a name): UTF-8 encodable, and not too long."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        msg = (
+            f"{where}={text!r}): the text holds a lone surrogate, which no journal can "
+            "store as UTF-8; pass text without one."
+        )
+        raise InvalidArgumentError(msg) from None
+    if longest is not None and len(text) > longest:
+        msg = f"{where}=<{len(text)} characters>): at most {longest} characters."
+        raise InvalidArgumentError(msg)
+
+
+def _difference(before: object, after: object, where: str = "the state") -> str | None:
+    """Where JSON changes a state (a tuple comes back a list, an int key a string
+    key), or None when it comes back equal."""
+    if type(before) is tuple:
+        return f"{where} is a tuple, which comes back from JSON as a list"
+    if isinstance(before, dict) and isinstance(after, dict):
+        for key, value in before.items():
+            if not isinstance(key, str):
+                return f"{where} has the key {key!r}, which comes back from JSON as {str(key)!r}"
+            found = _difference(value, after.get(key), f"{where}[{key!r}]")
+            if found is not None:
+                return found
+        return None
+    if isinstance(before, list) and isinstance(after, list):
+        for k, (value, back) in enumerate(zip(before, after, strict=False)):
+            found = _difference(value, back, f"{where}[{k}]")
+            if found is not None:
+                return found
+        return None
+    if before != after:
+        return f"{where} is {before!r}, which comes back from JSON as {after!r}"
+    return None
 
 
 def _default_encode(action: object) -> JSONState:
@@ -72,7 +115,29 @@ def _default_decoder(cls: type) -> Callable[[JSONState], Any]:
         if not isinstance(state, dict):
             msg = f"the state of a {cls.__qualname__} must be a JSON object, not {state!r}"
             raise StateError(msg)
+        bad = [key for key in state if not key.isidentifier() or key.startswith("__")]
+        if bad:
+            msg = (
+                f"the state of a {cls.__qualname__} has the key(s) {bad!r}, which are no "
+                "attribute names an action may have"
+            )
+            raise StateError(msg)
         action: Any = object.__new__(cls)
+        if dataclasses.is_dataclass(cls):
+            # A field added since the run was recorded takes its default.
+            for field in dataclasses.fields(cls):
+                if field.name in state:
+                    continue
+                if field.default is not dataclasses.MISSING:
+                    object.__setattr__(action, field.name, field.default)
+                elif field.default_factory is not dataclasses.MISSING:
+                    object.__setattr__(action, field.name, field.default_factory())
+                else:
+                    msg = (
+                        f"the state of a {cls.__qualname__} has no {field.name!r}, a field "
+                        "without a default: give the field a default, or a from_state()"
+                    )
+                    raise StateError(msg)
         for key, value in state.items():
             object.__setattr__(action, key, value)  # frozen dataclasses too
         return action
@@ -156,15 +221,38 @@ class Registry:
         """Every registered name, sorted."""
         return sorted(self._by_name)
 
-    def encode(self, name: str, action: object) -> str:
+    def encode(self, name: str, action: object, *, exact: bool = False) -> str:
         """``action``'s state as JSON text.
 
+        Args:
+            name: The name ``action``'s class is registered under.
+            action: The action.
+            exact: Also refuse a state that JSON would bring back changed (a tuple as
+                a list, an int key as a string): ``add()`` checks it once.
+
         Raises:
-            StateError: The state is not JSON (a set, an object, NaN...).
+            StateError: The state is not JSON (a set, an object, NaN...), its encoder
+                failed, or (``exact``) it would not come back as it is.
         """
-        state = self._by_name[name].encode(action)
         try:
-            return _ENCODER.encode(state)
+            state = self._by_name[name].encode(action)
+        except StateError:
+            raise
+        except Exception as exc:
+            msg = (
+                f"The state of the durable action {name!r} ({type(action).__qualname__}) "
+                f"could not be taken: {exc!r}."
+            )
+            raise StateError(msg) from exc
+        try:
+            text: str = _ENCODER.encode(state)
+            changed = _difference(state, json.loads(text)) if exact else None
+        except RecursionError:
+            msg = (
+                f"The state of the durable action {name!r} ({type(action).__qualname__}) "
+                "is nested too deep to write as JSON; keep it flatter."
+            )
+            raise StateError(msg) from None
         except (TypeError, ValueError) as exc:
             msg = (
                 f"The state of the durable action {name!r} ({type(action).__qualname__}) "
@@ -173,6 +261,14 @@ class Registry:
                 "from_state() methods."
             )
             raise StateError(msg) from exc
+        if changed is not None:
+            msg = (
+                f"The state of the durable action {name!r} ({type(action).__qualname__}) "
+                f"would not come back as it is after a crash: {changed}. Use lists and "
+                "string keys, or give the class to_state() and from_state() methods."
+            )
+            raise StateError(msg)
+        return text
 
     def decode(self, name: str, text: str) -> object:
         """Rebuild the action registered as ``name`` from its JSON state.
@@ -339,7 +435,7 @@ class DurableRun:
                 "so that recovery can rebuild it."
             )
             raise InvalidActionError(msg)
-        return name, self.registry.encode(name, action)  # a StateError now, not mid-run
+        return name, self.registry.encode(name, action, exact=True)  # a StateError now
 
     def accept(self, entry: tuple[str, str]) -> None:
         """The action checked by :meth:`check_add` was added."""

@@ -53,7 +53,7 @@ from typing import Any, ClassVar, Final, NamedTuple, NoReturn, TypedDict, Unpack
 
 from . import _retry
 from ._action import ActionLike, FunctionAction, callable_name, is_async_callable
-from ._durable import DurableRun, Registry, registry
+from ._durable import MAX_RUN_ID, DurableRun, Registry, check_text, registry
 from ._errors import (
     ActionRetryException,
     InvalidActionError,
@@ -180,6 +180,7 @@ class Engine:
         "_actions",
         "_attempts",
         "_bus",
+        "_called",
         "_calling",
         "_durable",
         "_end",
@@ -237,6 +238,15 @@ class Engine:
         if name is not None and not isinstance(name, str):
             msg = f"ActionQueue(name={name!r}): the name must be a string, or None."
             raise InvalidArgumentError(msg)
+        # Identity tests: the cheapest check, on the path of every queue's creation.
+        if (strict is not False and strict is not True) or (
+            timings is not False and timings is not True
+        ):
+            flag, value = (
+                ("strict", strict) if not isinstance(strict, bool) else ("timings", timings)
+            )
+            msg = f"ActionQueue({flag}={value!r}): pass True or False."
+            raise InvalidArgumentError(msg)
         self._name = name
         self._execute_policy = _check_policy(retry, "ActionQueue(retry")
         self._rollback_policy = _check_policy(rollback_retry, "ActionQueue(rollback_retry")
@@ -260,6 +270,8 @@ class Engine:
             else self._durable_run(journal, registry, recovery, run_id, one_commit_per_step)
         )
         if self._durable is not None:
+            if name is not None:
+                check_text(name, "ActionQueue(name")
             self._track = True  # the journal observes every step transition
         # Whether any failure other than ActionRetryException can be retried: the cheap
         # test that keeps plain failures off the retry path.
@@ -287,6 +299,9 @@ class Engine:
         self._results: list[object] = []
         self._starts: list[float] = []
         self._executed = 0  # steps that count as executed, once execution ended
+        # Steps a resumed run's journal holds as called (by the crashed process): they
+        # count as executed whatever happens now, so that rollback covers them (D5).
+        self._called = 0
         self._failed_step = -1  # the step whose failure stopped execution
         self._calling = False  # a step's method is being called (for mid-run reports)
         self._rb_starts: list[float] = _EMPTY_LIST
@@ -320,6 +335,8 @@ class Engine:
         if run_id is not None and not (isinstance(run_id, str) and run_id):
             msg = f"ActionQueue(run_id={run_id!r}): a run id is a non-empty string."
             raise InvalidArgumentError(msg)
+        if run_id is not None:
+            check_text(run_id, "ActionQueue(run_id", longest=MAX_RUN_ID)
         return DurableRun(journal, names or registry, recovery, run_id, fold=fold)
 
     def __repr__(self) -> str:
@@ -393,6 +410,8 @@ class Engine:
         if name is not None and not isinstance(name, str):
             msg = f"add_parallel(name={name!r}): a group's name must be a string."
             raise InvalidArgumentError(msg)
+        if durable is not None and name is not None:
+            check_text(name, "add_parallel(name")
         for k in range(len(members)):
             if options:
                 own = dict(options)
@@ -417,6 +436,8 @@ class Engine:
         assert durable is not None
         entry = durable.check_add(action)
         if options:
+            if isinstance(options.get("name"), str):  # before anything is kept
+                check_text(options["name"], "add(name")
             self._set_options(len(self._actions), options)
         self._actions.append(action)  # type: ignore[arg-type]
         durable.accept(entry)
@@ -667,9 +688,13 @@ class Engine:
         # Resumed by recovery, execution picks up after the steps already executed.
         return self._actions[len(self._results) :] if self._results else self._actions
 
-    def _prepare_resume(self, done: int, executed: Iterable[int] = ()) -> None:
+    def _prepare_resume(self, done: int, executed: Iterable[int] = (), called: int = 0) -> None:
         """Recovery resumes a run whose first ``done`` steps executed, and of whose
-        later steps (members of a parallel group) ``executed`` did too."""
+        later steps (members of a parallel group) ``executed`` did too; the first
+        ``called`` steps had their execute called (the one a crash interrupted
+        included), and are rolled back should the resumed run fail, even before
+        it calls one of them again."""
+        self._called = called
         self._skip = set(executed) or _EMPTY_SET
         self._results = [None] * done
         if self._timed:  # those steps took no time in this process
@@ -771,7 +796,7 @@ class Engine:
             self._state = _FAILED
             self._error = error
             self._failed_step = failed
-            self._executed = executed if failed < executed else failed + 1
+            self._executed = max(executed if failed < executed else failed + 1, self._called)
 
     def _announce_end(self) -> None:
         """Tell listeners how execution ended (callers check ``_report_end`` first)."""

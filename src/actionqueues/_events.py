@@ -146,30 +146,30 @@ class LoggingListener:
         log = self.logger
         if isinstance(event, RollbackFailed):
             log.error(
-                "rollback of step %d (%r) of queue %r failed after %d attempt(s); "
-                "rolling back the earlier steps anyway",
+                "rollback of step %d (%r)%s failed after %d attempt(s)%s",
                 event.index + 1,
                 event.step,
-                event.queue,
+                _of(event.queue),
                 event.attempt,
+                "; rolling back the earlier steps anyway" if event.index else "",
                 exc_info=event.error,
             )
         elif isinstance(event, StepFailed):
             log.warning(
-                "step %d (%r) of queue %r failed after %d attempt(s): %r",
+                "step %d (%r)%s failed after %d attempt(s): %r",
                 event.index + 1,
                 event.step,
-                event.queue,
+                _of(event.queue),
                 event.attempt,
                 event.error,
             )
         elif isinstance(event, StepRetrying):
             log.warning(
-                "%s of step %d (%r) of queue %r failed (attempt %d: %r); retrying in %.3fs",
+                "%s of step %d (%r)%s failed (attempt %d: %r); retrying in %.3fs",
                 event.phase.value,
                 event.index + 1,
                 event.step,
-                event.queue,
+                _of(event.queue),
                 event.attempt,
                 event.error,
                 event.wait,
@@ -178,6 +178,11 @@ class LoggingListener:
             log.debug("%s", event.report.summary())
         else:
             log.debug("%r", event)
+
+
+def _of(queue: str | None) -> str:
+    """The words " of queue 'name'", or nothing for an unnamed queue."""
+    return "" if queue is None else f" of queue {queue!r}"
 
 
 #: Always subscribed: rule E3, rollback failures are logged at ERROR.

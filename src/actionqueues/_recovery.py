@@ -11,6 +11,7 @@ again from the step that was executing (which must therefore be idempotent).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import sys
 from collections.abc import Callable, Coroutine, Iterable, Iterator
@@ -19,15 +20,16 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from ._action import ActionLike
 from ._durable import Registry, StateError
 from ._durable import registry as default_registry
-from ._errors import ActionQueueError
-from ._events import Listener
+from ._errors import InvalidArgumentError, InvalidPolicyError
+from ._events import EventBus, Listener
 from ._queue import ActionQueue
 from ._report import RunReport
 from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
     from ._aio import AsyncActionQueue
-from .journal import Journal, LeaseLostError, RunRecorder, RunRow, StepRow
+from .journal import FINISHED, Journal, JournalError, LeaseLostError, RunRecorder, RunRow, StepRow
+from .journal._base import STEP_STATUSES
 
 # Step statuses that mean "execute was called": rolled back by recovery.
 _TO_UNDO = frozenset({"executing", "executed", "failed", "rolling_back"})
@@ -40,9 +42,11 @@ class Recovered(NamedTuple):
         run_id: The run's id in the journal.
         name: The queue's name.
         outcome: ``rolled_back``, ``rollback_failed``, ``completed`` (resumed to the
-            end), ``skipped`` (left untouched: see ``problem``), or ``lost`` (another
-            recoverer took it over midway).
-        problem: Why a run was skipped or lost, else None.
+            end), ``skipped`` (left untouched: see ``problem``), ``lost`` (another
+            recoverer took it over midway), or ``interrupted`` (its journal failed
+            midway: what was done is recorded, and the run is left for the next
+            recovery).
+        problem: Why a run was skipped, lost or interrupted, else None.
         report: The report of what recovery ran, or None when it ran nothing.
         steps: The run's steps as the journal holds them afterwards.
 
@@ -107,21 +111,88 @@ def recovering(
 
     .. versionadded:: 1.0
     """
-    journal._check_open()  # a closed journal would claim runs and then hold them
-    names = default_registry if registry is None else registry
-    chosen = list(listeners)
-    skipped: set[str] = set()
+    # Everything is checked before the first claim: a claimed run would stay held.
+    names, chosen = _checked(journal, registry, listeners, retry, rollback_retry, limit)
+    after: tuple[float, str] | None = None  # the last run claimed: the next is past it
+    # Runs left interrupted in this pass (their journal failed): released for the next
+    # recovery, and moved past the cursor by their own writes, so excluded here.
+    left: list[str] = []
     count = 0
     while limit is None or count < limit:
-        row = journal.claim(exclude=skipped)
+        row = journal.claim(left, after=after)
         if row is None:
             return
-        result = recover_run(journal, row, names, chosen, retry, rollback_retry)
+        after = (row.updated, row.id)
+        try:
+            result = recover_run(journal, row, names, chosen, retry, rollback_retry)
+        except Exception as exc:  # whatever a damaged run raises, the others go on (D8)
+            problem = f"cannot be recovered: {exc!r}"
+            result = Recovered(row.id, row.name, "skipped", problem, None, [])
         if result.outcome == "skipped":  # untouched, and free for a better-equipped recoverer
-            skipped.add(row.id)
-            journal.release(row.id)
+            with contextlib.suppress(JournalError):  # else its lease expires by itself
+                journal.release(row.id, unclaim=True, claim=row.claims)
+        elif result.outcome == "interrupted":
+            left.append(row.id)
         count += 1
         yield result
+
+
+def _checked(
+    journal: object,
+    registry: object,
+    listeners: object,
+    retry: object,
+    rollback_retry: object,
+    limit: object,
+) -> tuple[Registry, list[Listener]]:
+    """recover()'s arguments, checked: the registry, and the listeners as a list."""
+    if not isinstance(journal, Journal):
+        msg = (
+            f"recover({journal!r}): not a journal. Pass one: "
+            "recover(actionqueues.open_journal(path_or_url))."
+        )
+        raise InvalidArgumentError(msg)
+    journal._check_open()  # a closed journal would claim runs and then hold them
+    journal._check_writable()
+    if registry is not None and not isinstance(registry, Registry):
+        msg = f"recover(registry={registry!r}): not an actionqueues.Registry."
+        raise InvalidArgumentError(msg)
+    for key, policy in (("retry", retry), ("rollback_retry", rollback_retry)):
+        if policy is not None and not isinstance(policy, RetryPolicy):
+            msg = f"recover({key}={policy!r}): not a RetryPolicy. Pass RetryPolicy(on=...)."
+            raise InvalidPolicyError(msg)
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+        msg = f"recover(limit={limit!r}): a limit is a whole number of runs, 0 or more, or None."
+        raise InvalidArgumentError(msg)
+    chosen = list(listeners) if isinstance(listeners, Iterable) else listeners
+    EventBus(chosen)  # type: ignore[arg-type]  # checks each listener
+    return default_registry if registry is None else registry, chosen  # type: ignore[return-value]
+
+
+def check_rows(row: RunRow, steps: list[StepRow]) -> str | None:
+    """Why the journal's rows of a run cannot be recovered as they are (edited or
+    damaged by hand), or None: recovery skips such a run rather than guess."""
+    mode, _, kind = str(row.mode).partition(":")
+    if mode not in ("rollback", "resume") or kind not in ("", "async"):
+        return f"its mode {row.mode!r} is not one this actionqueues knows"
+    if type(row.steps) is not int or any(type(s.index) is not int for s in steps):
+        return f"its step count or indexes are not whole numbers ({row.steps!r})"
+    if [s.index for s in steps] != list(range(len(steps))) or len(steps) != row.steps:
+        return (
+            f"its step rows are damaged: indexes {[s.index for s in steps]!r} where 0 to "
+            f"{row.steps - 1} were recorded"
+        )
+    for s in steps:
+        if s.status not in STEP_STATUSES:
+            return f"step {s.index + 1} has the unknown status {s.status!r}"
+        if not isinstance(s.state, str):
+            return f"step {s.index + 1}'s state is not JSON text"
+        group = s.group
+        if group is not None and not (
+            type(group) is int and 0 <= group <= s.index and steps[group].group == group
+        ):
+            return f"step {s.index + 1}'s parallel group {s.group!r} is not one of the run's"
+    return None
 
 
 def recover_run(
@@ -134,24 +205,76 @@ def recover_run(
 ) -> Recovered:
     """Finish one run this journal has just claimed."""
     steps = _steps(journal, row)
+    problem = check_rows(row, steps)
+    if problem is not None:
+        return Recovered(row.id, row.name, "skipped", problem, None, steps)
     try:
-        actions = [names.decode(step.action, step.state) for step in steps]
+        prepared = _rebuild(journal, row, steps, names, listeners, retry, rollback_retry)
     except KeyError as exc:
         problem = f"action name {exc.args[0]!r} is not registered; register it and recover again"
         return Recovered(row.id, row.name, "skipped", problem, None, steps)
-    except StateError as exc:
-        return Recovered(row.id, row.name, "skipped", str(exc), None, steps)
+    except Exception as exc:  # anything a decoder or add() raises: D8, the run untouched
+        problem = str(exc) if isinstance(exc, StateError) else f"cannot rebuild it: {exc!r}"
+        return Recovered(row.id, row.name, "skipped", problem, None, steps)
+    if isinstance(prepared, str):
+        return Recovered(row.id, row.name, "skipped", prepared, None, steps)
+    queue, recorder, finish, asynchronous = prepared
+    problem = None
+    try:
+        if asynchronous:
+            import asyncio
+
+            asyncio.run(cast("Callable[[], Coroutine[Any, Any, object]]", finish)())
+        else:
+            finish()
+    except LeaseLostError as exc:
+        return Recovered(row.id, row.name, "lost", str(exc), queue.report, _steps(journal, row))
+    except JournalError as exc:
+        problem = str(exc)
+    except Exception:  # noqa: S110 - a resumed step failed: run() rolled back; reported below
+        pass
+    report = queue.report
+    # What the journal holds is the outcome: a run whose end could not be recorded is
+    # still interrupted, whatever this process did (its records say how far it got).
+    if recorder.status in FINISHED:
+        outcome = recorder.status
+    else:
+        outcome = "interrupted"
+        problem = problem or "its end could not be recorded; it is left for the next recovery"
+        if not recorder.finished:  # the queue has not given it up already
+            recorder.give_up(JournalError(problem), release=True)
+    try:
+        after = _steps(journal, row)
+    except JournalError:
+        after = steps
+    return Recovered(row.id, row.name, outcome, problem, report, after)
+
+
+_Prepared = tuple["ActionQueue | AsyncActionQueue", RunRecorder, "Callable[[], object]", bool]
+
+
+def _rebuild(
+    journal: Journal,
+    row: RunRow,
+    steps: list[StepRow],
+    names: Registry,
+    listeners: list[Listener],
+    retry: RetryPolicy | None,
+    rollback_retry: RetryPolicy | None,
+) -> _Prepared | str:
+    """The queue that finishes the run, its recorder, what to call, and whether it is
+    async; or why the run cannot be recovered here."""
+    actions = [names.decode(step.action, step.state) for step in steps]
     # A run of async actions is recovered by an AsyncActionQueue, on an event loop of
     # its own (from inside a running loop, call recover() in a thread).
     mode, _, kind = row.mode.partition(":")
     asynchronous = kind == "async" or any(_is_async(action) for action in actions)
     if asynchronous and _loop_running():
-        problem = (
+        return (
             "its actions are async, and recover() was called from a running event loop, "
             "which it would block: call it in a thread, "
             "await asyncio.to_thread(recover, journal)"
         )
-        return Recovered(row.id, row.name, "skipped", problem, None, steps)
     queue_class: type[ActionQueue | AsyncActionQueue] = ActionQueue
     if asynchronous:
         from ._aio import AsyncActionQueue  # imports asyncio: only when needed
@@ -164,14 +287,14 @@ def recover_run(
         registry=names,
         retry=retry,
         rollback_retry=rollback_retry,
+        recovery=mode,
     )
-    try:
-        add_steps(queue, actions, steps)
-    except ActionQueueError as exc:  # a decoder that built something add() refuses
-        return Recovered(row.id, row.name, "skipped", str(exc), None, steps)
-    recorder = RunRecorder(journal, row.id, row.claims)
+    add_steps(queue, actions, steps)
     durable = queue._durable
     assert durable is not None
+    for index, action in enumerate(actions):  # each state can be written back (D2, D3)
+        durable.registry.encode(steps[index].action, action)
+    recorder = RunRecorder(journal, row.id, row.claims, status=row.status)
     durable.adopt(recorder, [step.action for step in steps])
     undo = [step.index for step in steps if step.status in _TO_UNDO]
     resume = mode == "resume" and row.status == "running"
@@ -184,7 +307,7 @@ def recover_run(
         if group is not None:  # a group, some of whose members executed: start it again
             done = group
         executed = {s.index for s in steps[done:] if s.status == "executed"}
-        queue._prepare_resume(done, executed)
+        queue._prepare_resume(done, executed, max(undo) + 1 if undo else 0)
         finish = queue.run
     else:
         # Rollbacks that failed for good under an earlier claim still count.
@@ -192,19 +315,7 @@ def recover_run(
         settled = [s.index for s in steps if s.status in ("rolled_back", "rollback_failed")]
         queue._prepare_undo(max(undo) + 1 if undo else 0, earlier, settled)
         finish = queue.rollback
-    try:
-        if asynchronous:
-            import asyncio
-
-            asyncio.run(cast("Callable[[], Coroutine[Any, Any, object]]", finish)())
-        else:
-            finish()
-    except LeaseLostError as exc:
-        return Recovered(row.id, row.name, "lost", str(exc), queue.report, _steps(journal, row))
-    except Exception:  # noqa: S110 - a resumed step failed: run() rolled back; reported below
-        pass
-    report = queue.report
-    return Recovered(row.id, row.name, report.status.value, None, report, _steps(journal, row))
+    return queue, recorder, finish, asynchronous
 
 
 def add_steps(

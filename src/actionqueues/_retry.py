@@ -322,7 +322,11 @@ class RetryPolicy:
 def retry_exception_wait(exc: ActionRetryException, step: str) -> float:
     """Seconds to wait for an ``ActionRetryException``, after checking ``ms_backoff``."""
     ms: object = exc.ms_backoff
-    if isinstance(ms, Real) and 0 <= _float(ms) <= _LONGEST_WAIT * 1000:  # NaN fails too
+    if (
+        isinstance(ms, Real)
+        and not isinstance(ms, bool)  # True is an int, but no number of milliseconds
+        and 0 <= _float(ms) <= _LONGEST_WAIT * 1000  # NaN fails too
+    ):
         return float(ms) / 1000.0
     msg = (
         f"Step {step!r} raised ActionRetryException(ms_backoff={ms!r}): ms_backoff must be "

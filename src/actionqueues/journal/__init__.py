@@ -2,6 +2,7 @@
 
 from ._base import (
     FINISHED,
+    PRUNABLE,
     UNFINISHED,
     Journal,
     JournalError,
@@ -12,11 +13,13 @@ from ._base import (
     StepChange,
     StepRow,
 )
+from ._open import open_journal
 from ._postgres import PostgresJournal
-from ._sqlite import SCHEMA_VERSION, SQLiteJournal, open_journal
+from ._sqlite import SCHEMA_VERSION, SQLiteJournal
 
 __all__ = [
     "FINISHED",
+    "PRUNABLE",
     "SCHEMA_VERSION",
     "UNFINISHED",
     "Journal",

@@ -9,13 +9,16 @@ transitions into journal writes: two commits a step ("executing" before the call
 from __future__ import annotations
 
 import abc
+import contextlib
+import logging
+import math
 import os
 import socket
 import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from .._errors import ActionQueueError
@@ -27,6 +30,19 @@ if TYPE_CHECKING:
 #: expired has lost its owner and is recovered.
 UNFINISHED = ("running", "failed", "rolling_back")
 FINISHED = ("completed", "rolled_back", "rollback_failed")
+#: What ``prune()`` deletes by default: runs that need nothing more from anyone. A
+#: run that failed to roll back stays until an operator acts (DESIGN O3).
+PRUNABLE = ("completed", "rolled_back")
+#: Every status a step row may hold.
+STEP_STATUSES = frozenset(
+    {"pending", "executing", "executed", "failed", "rolling_back", "rolled_back", "rollback_failed"}
+)
+
+logger = logging.getLogger("actionqueues")
+
+#: The shortest lease: the heartbeat renews every third of it, and a shorter one
+#: would spin; the longest, a day.
+MIN_LEASE, MAX_LEASE = 0.1, 86400.0
 
 
 class JournalError(ActionQueueError):
@@ -43,6 +59,66 @@ class LeaseLostError(JournalError):
 
     .. versionadded:: 1.0
     """
+
+
+def run_taken(run_id: str) -> JournalError:
+    """The error of a new run whose id the journal already holds (D4: a run's record
+    is never merged with another's, nor overwritten)."""
+    return JournalError(
+        f"The journal already holds a run with id {run_id!r}: run ids are unique, and a "
+        "finished run keeps its id. Pass another run_id (or none, for a random one)."
+    )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_before(before: object, where: str) -> float:
+    """A time (seconds since the epoch) given to ``prune()`` or ``runs()``."""
+    if not _is_number(before) or not math.isfinite(before):  # type: ignore[arg-type]
+        msg = (
+            f"{where}(before={before!r}): a time is a number of seconds since the epoch, "
+            "e.g. journal.now() - 7 * 86400 for a week ago."
+        )
+        raise JournalError(msg)
+    return float(before)  # type: ignore[arg-type]
+
+
+def check_prune(before: object, statuses: object) -> tuple[float, tuple[str, ...]]:
+    """``prune()``'s arguments, checked: the time, and the statuses to delete
+    (PRUNABLE by default; only finished ones: an unfinished run is yet to recover)."""
+    when = check_before(before, "prune")
+    if statuses is None:
+        return when, PRUNABLE
+    if isinstance(statuses, str) or not isinstance(statuses, Iterable):
+        msg = f"prune(statuses={statuses!r}): pass a list of statuses, e.g. ['completed']."
+        raise JournalError(msg)
+    chosen = tuple(statuses)
+    wrong = [s for s in chosen if s not in FINISHED]
+    if wrong or not chosen:
+        msg = (
+            f"prune(statuses={chosen!r}): only finished runs can be pruned; choose among "
+            f"{', '.join(FINISHED)} (an unfinished run is yet to be recovered)."
+        )
+        raise JournalError(msg)
+    return when, chosen
+
+
+def check_runs(status: object, name: object, before: object, limit: object) -> None:
+    """``runs()``'s filters, checked before any query."""
+    known = (*UNFINISHED, *FINISHED, "interrupted")
+    if status is not None and status not in known:
+        msg = f"runs(status={status!r}): choose among {', '.join(known)}, or None for all."
+        raise JournalError(msg)
+    if name is not None and not isinstance(name, str):
+        msg = f"runs(name={name!r}): a queue's name is a string, or None for all."
+        raise JournalError(msg)
+    if before is not None:
+        check_before(before, "runs")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+        msg = f"runs(limit={limit!r}): a limit is a whole number, 0 or more, or None for all."
+        raise JournalError(msg)
 
 
 class RunRow(NamedTuple):
@@ -142,6 +218,59 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def check_lease(lease: object) -> float:
+    if not _is_number(lease) or not MIN_LEASE <= lease <= MAX_LEASE:  # type: ignore[operator]
+        msg = (
+            f"lease={lease!r}: the lease is a number of seconds from {MIN_LEASE:g} to "
+            f"{MAX_LEASE:g} (a day); the default is 30."
+        )
+        raise JournalError(msg)
+    return float(lease)  # type: ignore[arg-type]
+
+
+# Journals open in this process, for os.fork(): a child gets owners of its own.
+_OPEN: weakref.WeakSet[Journal] = weakref.WeakSet()
+
+
+def _in_child() -> None:
+    for journal in list(_OPEN):
+        journal._forked()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_in_child)
+
+
+def _beat(ref: weakref.ReferenceType[Journal], closed: threading.Event, every: float) -> None:
+    """The heartbeat: renew the leases of the journal's unfinished runs every ``every``
+    seconds, until the journal is closed or dropped (it holds the journal weakly, so
+    that a journal dropped without close() is collected, and this thread ends)."""
+    failing = False
+    while not closed.wait(every):
+        journal = ref()
+        if journal is None:
+            return
+        with journal._lock:
+            ids = [r.run_id for r in list(journal._live) if not r.finished]
+        if ids:
+            try:
+                journal.renew(ids)
+            except Exception as exc:
+                if closed.is_set():  # close() came in mid-beat: nothing to say
+                    return
+                # A full or locked disk, a database restarting: the next beat tries
+                # again; the runs are recovered if the leases run out meanwhile.
+                logger.warning(
+                    "could not renew the leases of %d run(s) in %r: %s", len(ids), journal, exc
+                )
+                failing = True
+            else:
+                if failing:
+                    logger.warning("renewing leases in %r again", journal)
+                failing = False
+        del journal
+
+
 class Journal(abc.ABC):
     """Where durable queues record their runs.
 
@@ -152,17 +281,28 @@ class Journal(abc.ABC):
     .. versionadded:: 1.0
     """
 
-    def __init__(self, *, lease: float = 30.0) -> None:
-        if not isinstance(lease, int | float) or not 0 < lease < 86400:
-            msg = f"lease={lease!r}: the lease must be a number of seconds, more than 0."
+    def __init__(self, *, lease: float = 30.0, readonly: bool = False) -> None:
+        self.lease = check_lease(lease)
+        if not isinstance(readonly, bool):
+            msg = f"readonly={readonly!r}: pass True or False."
             raise JournalError(msg)
-        self.lease = float(lease)
+        #: Opened to read only (listing and showing runs): creates, migrates and
+        #: writes nothing (DESIGN O2).
+        self.readonly = readonly
         self.owner = new_owner()
         self._live: weakref.WeakSet[RunRecorder] = weakref.WeakSet()
         self._heartbeat: threading.Thread | None = None
         self._closed = threading.Event()
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        # Operations in flight, which close() waits for (a connection closed under a
+        # statement crashes the process).
+        self._idle = threading.Condition(threading.Lock())
+        self._busy = 0
+        self._fork_error: str | None = None
+        # The heartbeat holds the journal weakly: dropped unclosed, it stops too.
+        weakref.finalize(self, self._closed.set)
+        _OPEN.add(self)
 
     #: How many threads make the writes of async queues (see ``writer``).
     write_threads: int = 1
@@ -211,12 +351,18 @@ class Journal(abc.ABC):
         """Extend the leases of these runs (ours) by ``lease`` seconds from now."""
 
     @abc.abstractmethod
-    def claim(self, exclude: Iterable[str] = ()) -> RunRow | None:
-        """Atomically take one unfinished run whose lease expired, or None."""
+    def claim(
+        self, exclude: Iterable[str] = (), *, after: tuple[float, str] | None = None
+    ) -> RunRow | None:
+        """Atomically take one unfinished run whose lease expired, or None: the first
+        in the order of (last update, id), past ``after`` if given (so that a
+        recoverer passes once over the runs it leaves, however many)."""
 
     @abc.abstractmethod
-    def release(self, run_id: str) -> None:
-        """Give up our claim on a run, leaving it for another recoverer at once."""
+    def release(self, run_id: str, *, unclaim: bool = False, claim: int | None = None) -> None:
+        """Give up our claim on a run, leaving it for another recoverer at once;
+        ``unclaim``: the claim did nothing (the run was skipped), and is not counted;
+        ``claim``: only if the run is still under that claim (fencing)."""
 
     @abc.abstractmethod
     def load(self, run_id: str) -> tuple[RunRow, list[StepRow]] | None:
@@ -234,8 +380,13 @@ class Journal(abc.ABC):
         """Runs, newest first, filtered by status, name, and last update before."""
 
     @abc.abstractmethod
-    def prune(self, before: float) -> int:
-        """Delete finished runs last updated before ``before``; how many."""
+    def prune(self, before: float, *, statuses: Iterable[str] | None = None) -> int:
+        """Delete the runs in ``statuses`` (by default :data:`PRUNABLE`: completed and
+        rolled back; never an unfinished run) last updated before ``before``; how many.
+
+        Raises:
+            JournalError: ``before`` is not a time, or a status is not a finished one.
+        """
 
     def now(self) -> float:
         """The journal's clock, in seconds since the epoch, as its leases and times
@@ -249,14 +400,79 @@ class Journal(abc.ABC):
     # -- shared ---------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop the heartbeat and release the journal."""
+        """Stop the heartbeat, wait for the writes in flight, and release the journal.
+        Writes attempted from now on fail with :class:`JournalError`; their runs are
+        left to recovery."""
+        if self._closed.is_set() and self._busy == 0 and self._pool is None:
+            return
         self._closed.set()
-        if self._heartbeat is not None:
-            self._heartbeat.join()
+        heartbeat = self._heartbeat
+        if heartbeat is not None and heartbeat is not threading.current_thread():
+            heartbeat.join()
+        with self._idle:
+            self._idle.wait_for(lambda: self._busy == 0)
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
         self._close()
+        _OPEN.discard(self)
+
+    @contextlib.contextmanager
+    def _using(self, *, write: bool = True) -> Iterator[None]:
+        """One operation on the journal (a write, unless ``write`` is False), which
+        close() waits for; refused once closed, in a forked child the backend cannot
+        serve, or (a write) on a journal opened read-only."""
+        if write:
+            self._check_writable()
+        self._enter()
+        try:
+            yield
+        finally:
+            self._exit()
+
+    def _enter(self) -> None:
+        """An operation starts: refused once the journal is closed (check and count
+        under one lock, so that close() cannot slip in between)."""
+        with self._idle:
+            if self._closed.is_set() or self._fork_error is not None:
+                self._refuse()
+            self._busy += 1
+
+    def _exit(self) -> None:
+        with self._idle:
+            self._busy -= 1
+            if self._busy == 0:
+                self._idle.notify_all()
+
+    def _refuse(self) -> None:
+        msg = self._fork_error or f"{self!r} is closed; open a journal again to record runs."
+        raise JournalError(msg)
+
+    def _check_writable(self) -> None:
+        """Writes to a journal opened read-only are refused."""
+        if self.readonly:
+            msg = (
+                f"{self!r} was opened read-only (for listing and showing runs); open it "
+                "without readonly=True to record, claim or prune runs."
+            )
+            raise JournalError(msg)
+
+    def _forked(self) -> None:
+        """In the child of an ``os.fork()``: the parent's runs and threads are not the
+        child's. The child gets an owner of its own (so that it never renews the
+        parent's leases); a backend whose connections cannot cross a fork refuses
+        to be used there (``_fork_error``)."""
+        self.owner = new_owner()
+        self._live = weakref.WeakSet()
+        self._heartbeat = None
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(threading.Lock())
+        self._busy = 0
+        self._pool = None
+        self._fork_error = (
+            f"{self!r} was opened in the parent of this process (os.fork()); its "
+            "connections cannot be shared: open a journal again in the child."
+        )
 
     def __enter__(self) -> Journal:
         return self
@@ -265,35 +481,26 @@ class Journal(abc.ABC):
         self.close()
 
     def _watch(self, recorder: RunRecorder) -> None:
-        """Keep ``recorder``'s run leased while the recorder lives and is unfinished."""
-        if self._closed.is_set():
-            msg = f"{self!r} is closed; open a journal again to record runs."
-            raise JournalError(msg)
+        """Keep ``recorder``'s run leased while the recorder lives and is unfinished
+        (a queue object dropped unfinished stops being renewed: the WeakSet forgets
+        it, and its run is recovered like a crashed one)."""
+        self._check_open()
+        self._check_writable()
         with self._lock:
             self._live.add(recorder)
             if self._heartbeat is None or not self._heartbeat.is_alive():
                 self._heartbeat = threading.Thread(
-                    target=self._beat, name="actionqueues-heartbeat", daemon=True
+                    target=_beat,
+                    args=(weakref.ref(self), self._closed, self.lease / 3),
+                    name="actionqueues-heartbeat",
+                    daemon=True,
                 )
                 self._heartbeat.start()
 
-    def _beat(self) -> None:
-        # Renew well before expiry; a queue object that is dropped unfinished stops
-        # being renewed (the WeakSet forgets it) and is recovered like a crashed one.
-        while not self._closed.wait(self.lease / 3):
-            with self._lock:
-                ids = [r.run_id for r in list(self._live) if not r.finished]
-            if ids:
-                try:
-                    self.renew(ids)
-                except Exception:  # noqa: S112 - a full or locked disk: next beat
-                    continue
-
     def _check_open(self) -> None:
         """Writes after close() would run without a heartbeat: refuse them."""
-        if self._closed.is_set():
-            msg = f"{self!r} is closed; open a journal again to record runs."
-            raise JournalError(msg)
+        if self._closed.is_set() or self._fork_error is not None:
+            self._refuse()
 
 
 class RunRecorder:
@@ -321,6 +528,7 @@ class RunRecorder:
         "new",
         "pending",
         "run_id",
+        "status",
     )
 
     def __init__(
@@ -331,12 +539,14 @@ class RunRecorder:
         new: NewRun | None = None,
         *,
         fold: bool = False,
+        status: str = "running",
     ) -> None:
         self.journal = journal
         self.run_id = run_id
         self.claim = claim
         self.fold = fold
         self.new = new  # a run not inserted yet: with the first write
+        self.status = status  # the run's status as last committed
         self.pending: list[StepChange] = []  # kept until a write succeeds
         # Guards ``pending`` and ``new``: an async queue's writes are made in a
         # worker thread while its loop may add a record to the next write.
@@ -358,8 +568,9 @@ class RunRecorder:
         with self.lock:
             batch = [*self.pending, change] if change is not None else list(self.pending)
             new = self.new
+        if new is not None and self.finished:
+            return  # given up before it was ever recorded: there is nothing to record
         try:
-            self.journal._check_open()
             self.journal.record(self.run_id, self.claim, batch, status, error, new)
         except BaseException:
             if keep and change is not None:
@@ -372,13 +583,59 @@ class RunRecorder:
             if new is not None and self.new is new:
                 self.new = None
         if status is not None:
+            self.status = status
             self.finished = status in FINISHED  # rollback() after completion: leased again
 
     def step_started(
         self, index: int, status: str, state: str, run_status: str | None = None
     ) -> None:
-        """Commit that step ``index`` is executing (or rolling back), before its call."""
-        self._write(StepChange(index, status, state), run_status, keep=False)
+        """Commit that step ``index`` is executing (or rolling back), before its call:
+        its first attempt, so that a step killed mid-call shows as tried once."""
+        self._write(StepChange(index, status, state, 1), run_status, keep=False)
+
+    def give_up(self, why: BaseException, release: bool) -> None:
+        """The queue stops recording this run: its journal failed the record of how
+        execution (or rollback) ended. Its lease is no longer renewed, and, with
+        ``release``, given up at once, so that recovery takes the run over from what
+        the journal holds; records not yet written are dropped, as in a crash. A run
+        never recorded (its first write failed) has nothing to leave to anyone."""
+        self.finished = True  # the heartbeat skips it; a later write re-arms it
+        with self.lock:
+            self.pending.clear()
+        if self.new is not None:
+            return
+        if not release:
+            logger.warning(
+                "run %s: %s; its lease is no longer renewed, and recovery takes it over "
+                "once the lease expires, in %g s",
+                self.run_id,
+                why,
+                self.journal.lease,
+            )
+            return
+        if self.journal._closed.is_set():
+            logger.warning(
+                "run %s: %s; recovery takes it over once its lease expires, in %g s",
+                self.run_id,
+                why,
+                self.journal.lease,
+            )
+            return
+        try:
+            self.journal.release(self.run_id, claim=self.claim)
+        except Exception as exc:
+            logger.warning(
+                "run %s: %s; it could not be released either (%s): recovery takes it "
+                "over once its lease expires, in %g s",
+                self.run_id,
+                why,
+                exc,
+                self.journal.lease,
+            )
+        else:
+            logger.warning(
+                "run %s: %s; it is released, for recovery to take over now", self.run_id, why
+            )
 
     def step_done(self, index: int, status: str, state: str | None, attempts: int) -> None:
         """Step ``index`` returned: committed now (D2), or with the next write if

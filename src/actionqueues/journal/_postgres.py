@@ -6,15 +6,24 @@ journal (D1-D11), with:
 
 * leases measured by the database's clock, never the client's: every time is the
   server's ``clock_timestamp()``, as seconds since the epoch;
+* a run id that the journal already holds, finished or not, refused by the write
+  that inserts the run (a plain ``INSERT``), before the first step's side effect: of
+  two queues starting one id, exactly one runs;
 * claims with ``SELECT ... FOR UPDATE SKIP LOCKED`` inside one ``UPDATE ...
   RETURNING``: two recoverers never take the same run, and neither waits for the
   other's lock;
 * schema creation and migration under a transaction-level advisory lock, so that
-  many workers may start at the same moment;
-* a pool of connections (psycopg_pool) checked before use, so that a database
-  restart costs the writes in flight (each a clear ``JournalError`` before the step's
-  side effect, D10) and nothing after it;
-* the connection string's password kept out of ``repr()``, logs and errors.
+  many workers may start at the same moment; a read-only journal creates, migrates
+  and locks nothing (O2), and reads an older schema as it is;
+* one direct connection first, so that a server that cannot be reached, or refuses
+  the connection, fails the journal's opening at once with the server's reason;
+* then a pool of connections (psycopg_pool), so that a database restart costs the
+  writes in flight (each a clear ``JournalError`` before the step's side effect,
+  D10) and nothing after it: a write on a connection the server dropped is made
+  again on a new one, and a commit whose reply was lost is looked up by its
+  transaction id (``pg_xact_status``) rather than guessed;
+* the connection string's password kept out of ``repr()``, logs and errors, in
+  every form libpq accepts, and even when the string cannot be parsed.
 
 Every statement is parameterised; the only SQL text chosen at run time is the
 schema's name, checked to be a plain identifier, and constants.
@@ -23,13 +32,16 @@ schema's name, checked to be a plain identifier, and constants.
 from __future__ import annotations
 
 import logging
+import math
 import re
+import threading
+import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
 from ._base import (
-    FINISHED,
     UNFINISHED,
     Journal,
     JournalError,
@@ -38,8 +50,20 @@ from ._base import (
     RunRow,
     StepChange,
     StepRow,
+    check_prune,
+    check_runs,
     lease_lost,
     run_filters,
+    run_taken,
+)
+from ._redact import Redact, redact, scrub
+from ._schema import (
+    INDEXES,
+    ROLLBACK_STATUSES,
+    RUN_COLUMNS,
+    STEP_COLUMNS,
+    STEP_COLUMNS_1,
+    UNFINISHED_SQL,
 )
 
 if TYPE_CHECKING:
@@ -47,8 +71,9 @@ if TYPE_CHECKING:
     import psycopg_pool
 
 SCHEMA_VERSION: Final = 2
-_IDENTIFIER: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_IDENTIFIER: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")  # with fullmatch: no "x\n"
 _ADVISORY_KEY: Final = 0x61717565  # "aque": serialises schema creation and migration
+_LIBPQ_INT_MAX: Final = 2**31 - 1  # libpq refuses a larger connect_timeout
 
 # The server's clock, as seconds since the epoch.
 _NOW: Final = "extract(epoch from clock_timestamp())"
@@ -90,25 +115,7 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     2: ("ALTER TABLE {s}.steps ADD COLUMN grp integer",),
 }
 
-_RUN_COLUMNS: Final = (
-    "id, name, status, mode, owner, lease_until, claims, created, updated, error, steps"
-)
-_STEP_COLUMNS: Final = (
-    "run_id, idx, action, name, state, status, attempts, rollback_attempts, error, "
-    "rollback_error, updated, grp"
-)
-_ROLLBACK_STATUSES: Final = frozenset({"rolling_back", "rolled_back", "rollback_failed"})
-
-
-_USERINFO_PASSWORD: Final = re.compile(r"(://[^:@/?#]*):[^@/?#]*@")
-_QUERY_PASSWORD: Final = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
-
-
-def redact(url: str, secret: str | None = None) -> str:
-    """``url`` with its password (in the user part, or a ``password=`` parameter,
-    and ``secret`` wherever it appears) replaced by ``***``."""
-    text = _QUERY_PASSWORD.sub(r"\1***", _USERINFO_PASSWORD.sub(r"\1:***@", url))
-    return text.replace(secret, "***") if secret else text
+# -- helpers ---------------------------------------------------------------------------
 
 
 def _dropped(exc: BaseException) -> bool:
@@ -121,18 +128,23 @@ def _dropped(exc: BaseException) -> bool:
     )
 
 
-class _Redact(logging.Filter):
-    """Takes a password out of psycopg_pool's log records (it logs libpq's errors)."""
-
-    def __init__(self, secret: str) -> None:
-        super().__init__()
-        self.secret = secret
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if self.secret in message:
-            record.msg, record.args = message.replace(self.secret, "***"), ()
-        return True
+def _busy(exc: BaseException) -> bool:
+    """Whether a failed connection attempt was refused by a server that cannot take
+    connections at the moment (SQLSTATE 57P03 or 53300: it is starting up, shutting
+    down, in recovery, or has too many clients), as opposed to a lasting reason (no
+    such database or role, a wrong password, no server at that address)."""
+    text = str(exc)
+    return any(
+        sign in text
+        for sign in (
+            "the database system is starting up",
+            "the database system is shutting down",
+            "the database system is in recovery mode",
+            "the database system is not yet accepting connections",
+            "too many clients already",
+            "remaining connection slots are reserved",
+        )
+    )
 
 
 def merged(changes: Sequence[StepChange]) -> list[tuple[object, ...]]:
@@ -146,7 +158,7 @@ def merged(changes: Sequence[StepChange]) -> list[tuple[object, ...]]:
         row[0] = c.status
         if c.state is not None:
             row[1] = c.state
-        at = 4 if c.status in _ROLLBACK_STATUSES else 2
+        at = 4 if c.status in ROLLBACK_STATUSES else 2
         if c.attempts is not None:
             row[at] = c.attempts
         if c.error is not None:
@@ -164,21 +176,77 @@ def _check(conn: psycopg.Connection[Any]) -> None:
         raise OSError(msg)
 
 
+def _read_only(conn: psycopg.Connection[Any]) -> None:
+    """A read-only journal's connections: every transaction ``BEGIN READ ONLY``, so
+    that the server too refuses a write (O2). Client-side: no round trip, no session
+    setting left behind (as a ``SET`` would be, through a pooler)."""
+    conn.read_only = True
+
+
+# Pools a forked child inherited: never used, and never closed either (closing them
+# would end the parent's sessions); kept here so that they are not collected.
+_INHERITED: list[object] = []
+
+
+def _close_dropped(pool: psycopg_pool.ConnectionPool[Any], filter_: Redact | None) -> None:
+    """Close the pool of a journal that was dropped unclosed, in a thread of its own."""
+
+    def close() -> None:
+        pool.close(timeout=5.0)
+        if filter_ is not None:
+            logging.getLogger("psycopg.pool").removeFilter(filter_)
+
+    threading.Thread(target=close, name="actionqueues-close", daemon=True).start()
+
+
+def _checked_parameters(schema: object, pool_size: object, connect_timeout: object) -> None:
+    """Refuse, before anything connects, a parameter that could only fail later."""
+    if not isinstance(schema, str) or not _IDENTIFIER.fullmatch(schema):
+        msg = (
+            f"schema={schema!r}: a schema name is lower-case letters, digits and "
+            "underscores, starting with a letter or underscore, at most 63 characters."
+        )
+        raise JournalError(msg)
+    if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+        msg = (
+            f"pool_size={pool_size!r}: the most connections the journal opens must be "
+            "a whole number, 1 or more."
+        )
+        raise JournalError(msg)
+    if (
+        isinstance(connect_timeout, bool)
+        or not isinstance(connect_timeout, int | float)
+        or not math.isfinite(connect_timeout)
+        or connect_timeout <= 0
+    ):
+        msg = (
+            f"connect_timeout={connect_timeout!r}: the seconds to wait for a connection "
+            "must be a finite number, more than 0."
+        )
+        raise JournalError(msg)
+
+
 class PostgresJournal(Journal):
-    """A journal in a PostgreSQL database, shared by queues and recoverers on many
-    machines.
+    """A journal in a PostgreSQL database (13 or later), shared by queues and
+    recoverers on many machines.
 
     Args:
-        url: ``postgresql://user:password@host:port/database`` (any libpq URL).
-        schema: The schema that holds the journal's tables; created if missing.
+        url: A libpq connection string: ``postgresql://user:password@host:port/database``
+            or ``host=... dbname=... user=...``.
+        schema: The schema that holds the journal's tables; created if missing (not
+            when ``readonly``).
         lease: Seconds a run stays owned without a heartbeat (by the server's clock).
         pool_size: Most connections this journal opens.
-        connect_timeout: Seconds to wait for a connection before a write fails.
+        connect_timeout: Seconds to wait for a connection before the opening, or a
+            write, fails.
+        readonly: Read only (listing and showing runs): create, migrate and lock
+            nothing, refuse a schema that holds no journal, and refuse every write.
 
     Raises:
-        JournalError: psycopg is not installed (``pip install 'actionqueues[postgres]'``),
-            the database cannot be reached, or its journal was written by a newer
-            actionqueues.
+        JournalError: A parameter is not valid; psycopg is not installed (``pip install
+            'actionqueues[postgres]'``); the database cannot be reached (with the
+            server's reason); the schema holds no journal (``readonly``); or its journal
+            was written by a newer actionqueues.
 
     .. versionadded:: 1.0
     """
@@ -194,17 +262,27 @@ class PostgresJournal(Journal):
         lease: float = 30.0,
         pool_size: int = 16,
         connect_timeout: float = 10.0,
+        readonly: bool = False,
     ) -> None:
-        super().__init__(lease=lease)
-        self.url = redact(url)
-        if not isinstance(schema, str) or not _IDENTIFIER.match(schema):
+        super().__init__(lease=lease, readonly=readonly)
+        if not isinstance(url, str):
             msg = (
-                f"schema={schema!r}: a schema name is lower-case letters, digits and "
-                "underscores, starting with a letter or underscore."
+                f"url: a connection string (str) is needed, not {type(url).__name__}: "
+                "postgresql://user:password@host:port/database, or host=... dbname=...."
             )
             raise JournalError(msg)
+        self.url = redact(url)
+        _checked_parameters(schema, pool_size, connect_timeout)
         self.schema = schema
+        self._conninfo = url  # kept for _scrub; never shown
         self._secret: str | None = None
+        self._timeout = float(connect_timeout)
+        self._step_columns = STEP_COLUMNS
+        # First writes whose commit's outcome is not known (its reply was lost), by run
+        # id and the NewRun, kept with it: the transaction id to look up.
+        self._unsure: dict[tuple[str, int], tuple[NewRun, str]] = {}
+        self._filter: Redact | None = None
+        self._conns: psycopg_pool.ConnectionPool[Any] | None = None
         try:
             import psycopg
             import psycopg_pool
@@ -216,51 +294,99 @@ class PostgresJournal(Journal):
             raise JournalError(msg) from None
         try:
             info = psycopg.conninfo.conninfo_to_dict(url)
-            password = info.get("password")
         except psycopg.Error as exc:
-            raise self._error("is not a valid connection string", exc) from None
+            # The string is not repeated: where its password is cannot be known.
+            reason = " ".join(scrub(str(exc), url, None).split()).rstrip(".")
+            msg = (
+                f"The journal's connection string is not valid: {reason}. (It is not "
+                "repeated here, as it may hold a password.) Give a URL, "
+                "postgresql://user:password@host:port/database, with any special "
+                "character of the password percent-encoded, or key=value pairs: "
+                "host=... dbname=... user=... password='...'."
+            )
+            raise JournalError(msg) from None
+        password = info.get("password")
         self._secret = str(password) if password else None
         self.url = redact(url, self._secret)
-        self._filter: _Redact | None = None
-        if self._secret:
-            self._filter = _Redact(self._secret)
-            logging.getLogger("psycopg.pool").addFilter(self._filter)
-        self._conns: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
-            url,
-            min_size=1,
-            max_size=max(1, pool_size),
-            open=False,
-            timeout=connect_timeout,
-            check=_check,
-            kwargs={
-                "autocommit": True,
-                "connect_timeout": max(1, int(connect_timeout)),
-                # Seen in pg_stat_activity, unless the URL names its own.
-                "application_name": info.get("application_name") or "actionqueues",
-            },
-            name="actionqueues",
-        )
+        self._filter = Redact(url, self._secret)
+        logging.getLogger("psycopg.pool").addFilter(self._filter)
+        options: dict[str, Any] = {
+            "autocommit": True,
+            # libpq's whole seconds (at least 2: it reads 1 as 2).
+            "connect_timeout": min(max(1, math.ceil(self._timeout)), _LIBPQ_INT_MAX),
+            # Seen in pg_stat_activity, unless the URL names its own.
+            "application_name": info.get("application_name") or "actionqueues",
+        }
         try:
-            self._conns.open(wait=True, timeout=connect_timeout)
-        except Exception as exc:
-            self._close()
-            raise self._error("cannot be reached", exc) from None
-        try:
-            self._migrate()
+            self._open(url, options)
+            self._conns = psycopg_pool.ConnectionPool(
+                url,
+                min_size=1,
+                max_size=pool_size,
+                open=False,
+                timeout=self._timeout,
+                check=_check,
+                configure=_read_only if self.readonly else None,
+                kwargs=options,
+                name="actionqueues",
+            )
+            # The server was just reached: the pool's first connection is made in the
+            # background, and a write waits for it (at most connect_timeout).
+            self._conns.open(wait=False)
         except BaseException:
             self._close()
             raise
+        # Dropped without close(), the journal closes its pool (and its threads and
+        # connections) from a thread of its own: the garbage collector may run in one
+        # of the pool's workers, which cannot wait for itself.
+        self._dropped = weakref.finalize(self, _close_dropped, self._conns, self._filter)
+        self._dropped.atexit = False
 
     def __repr__(self) -> str:
-        return f"PostgresJournal({self.url!r}, schema={self.schema!r})"
+        readonly = ", readonly=True" if self.readonly else ""
+        return f"PostgresJournal({self.url!r}, schema={self.schema!r}{readonly})"
 
     # -- connections ----------------------------------------------------------------
 
     def _error(self, what: str, exc: BaseException) -> JournalError:
         text = str(exc).strip() or type(exc).__name__
-        if self._secret:
-            text = text.replace(self._secret, "***")
-        return JournalError(f"The journal {self.url} (schema {self.schema}) {what}: {text}.")
+        text = " ".join(scrub(text, self._conninfo, self._secret).split())
+        end = "" if text.endswith((".", "?", "!")) else "."
+        return JournalError(f"The journal {self.url} (schema {self.schema}) {what}: {text}{end}")
+
+    def _open(self, url: str, options: dict[str, Any]) -> None:
+        """Connect once, directly, before any pool: a server that cannot be reached,
+        or refuses us (no such database, a wrong password), fails the opening at once
+        with the server's reason, where a pool would retry it in the background for
+        ``connect_timeout`` and log each attempt. Only a server that says it cannot
+        take connections *now* (starting up, shutting down, in recovery, full) is
+        tried again, for at most ``connect_timeout``. On that connection the schema
+        is set up (created or migrated), or, read-only, checked to hold a journal."""
+        import psycopg
+
+        deadline = time.monotonic() + self._timeout
+        wait = 0.05
+        while True:
+            try:
+                conn = psycopg.connect(url, **options)
+                break
+            except psycopg.Error as exc:
+                if not _busy(exc) or time.monotonic() + wait > deadline:
+                    raise self._error("cannot be opened", exc) from None
+            time.sleep(wait)
+            wait = min(2 * wait, 1.0)
+        with conn:
+            try:
+                if self.readonly:
+                    conn.read_only = True
+                    with conn.transaction(), conn.cursor() as cur:
+                        self._inspect(cur)
+                else:
+                    with conn.transaction(), conn.cursor() as cur:
+                        self._migrate(cur)
+            except psycopg.Error as exc:
+                what = "cannot be read" if self.readonly else "cannot be set up"
+                raise self._error(what, exc) from None
 
     @contextmanager
     def _transaction(
@@ -272,76 +398,122 @@ class PostgresJournal(Journal):
         ``raw``: then psycopg's OperationalError passes, for ``_retrying``."""
         import psycopg
 
-        try:
-            with self._conns.connection() as conn:
-                if atomic:
-                    with conn.transaction(), conn.cursor() as cur:
-                        yield cur
-                else:
-                    with conn.cursor() as cur:
-                        yield cur
-        except (LeaseLostError, JournalError):
-            raise
-        except psycopg.OperationalError as exc:
-            if raw:
+        with self._using(write=False):  # writes check readonly themselves
+            assert self._conns is not None  # set once opened; None only when closed
+            try:
+                with self._conns.connection() as conn:
+                    if atomic:
+                        with conn.transaction(), conn.cursor() as cur:
+                            yield cur
+                    else:
+                        with conn.cursor() as cur:
+                            yield cur
+            except (LeaseLostError, JournalError):
                 raise
-            raise self._error(what, exc) from None
-        except (psycopg.Error, OSError) as exc:
-            raise self._error(what, exc) from None
-        except Exception as exc:  # the pool's PoolTimeout and the like
-            if type(exc).__module__.startswith(("psycopg", "psycopg_pool")):
+            except psycopg.OperationalError as exc:
+                if raw:
+                    raise
                 raise self._error(what, exc) from None
-            raise
+            except (psycopg.Error, OSError) as exc:
+                raise self._error(what, exc) from None
+            except Exception as exc:  # the pool's PoolTimeout and the like
+                if type(exc).__module__.startswith(("psycopg", "psycopg_pool")):
+                    raise self._error(what, exc) from None
+                raise
 
     def _retrying(self, work: Callable[[psycopg.Cursor[Any]], None], *, atomic: bool) -> None:
         """Do ``work`` (a write that may be made twice: its statements set values, and
-        a new run's insert is idempotent); if the connection turns out dead (the
-        server restarted since it was pooled), drop the pool's idle connections,
-        which died with it, and try once more on a fresh one."""
+        a new run's insert knows whether it was made already); if the connection
+        turns out dead (the server restarted since it was pooled), drop the pool's
+        idle connections, which died with it, and try once more on a fresh one."""
         import psycopg
 
-        try:
-            with self._transaction(atomic=atomic, raw=True) as cur:
-                work(cur)
-        except psycopg.OperationalError as exc:
-            if not _dropped(exc):
-                raise self._error("cannot be written", exc) from None
-            self._conns.check()  # idle connections of a restarted server: gone
-            with self._transaction(atomic=atomic) as cur:
-                work(cur)
+        with self._using(write=False):  # close() waits for the retry too
+            try:
+                with self._transaction(atomic=atomic, raw=True) as cur:
+                    work(cur)
+            except psycopg.OperationalError as exc:
+                if not _dropped(exc):
+                    raise self._error("cannot be written", exc) from None
+                assert self._conns is not None
+                self._conns.check()  # idle connections of a restarted server: gone
+                with self._transaction(atomic=atomic) as cur:
+                    work(cur)
 
     def _sql(self, text: str) -> str:
         return text.replace("{s}", f'"{self.schema}"')  # quoted: "order" is a name too
 
-    def _migrate(self) -> None:
+    def _migrate(self, cur: psycopg.Cursor[Any]) -> None:
         """Create or migrate the schema, one process at a time (an advisory lock held
         to the end of the transaction)."""
-        with self._transaction("cannot be set up") as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_KEY,))
-            cur.execute(self._sql("CREATE SCHEMA IF NOT EXISTS {s}"))
-            cur.execute(self._sql("CREATE TABLE IF NOT EXISTS {s}.version (version integer)"))
-            cur.execute(self._sql("SELECT version FROM {s}.version"))
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_KEY,))
+        cur.execute(self._sql("CREATE SCHEMA IF NOT EXISTS {s}"))
+        cur.execute(self._sql("CREATE TABLE IF NOT EXISTS {s}.version (version integer)"))
+        cur.execute(self._sql("SELECT version FROM {s}.version"))
+        row = cur.fetchone()
+        version = 0 if row is None else int(row[0])
+        self._check_version(version)
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[step]:
+                cur.execute(self._sql(statement))
+        if row is None:
+            cur.execute(self._sql("INSERT INTO {s}.version VALUES (%s)"), (SCHEMA_VERSION,))
+        elif version < SCHEMA_VERSION:
+            cur.execute(self._sql("UPDATE {s}.version SET version = %s"), (SCHEMA_VERSION,))
+        for statement in INDEXES:
+            cur.execute(self._sql(statement.replace("{s}runs", "{s}.runs")))
+
+    def _inspect(self, cur: psycopg.Cursor[Any]) -> None:
+        """Read-only: check that the schema holds a journal, changing nothing (O2),
+        and read an older one as it is."""
+        names = [f'"{self.schema}".{table}' for table in ("version", "runs", "steps")]
+        cur.execute(
+            "SELECT bool_and(to_regclass(n) IS NOT NULL) FROM unnest(%s::text[]) n", (names,)
+        )
+        found = cur.fetchone()
+        row = None
+        if found is not None and found[0]:
+            cur.execute(self._sql("SELECT max(version) FROM {s}.version"))
             row = cur.fetchone()
-            version = 0 if row is None else int(row[0])
-            if version > SCHEMA_VERSION:
-                msg = (
-                    f"The journal {self.url} (schema {self.schema}) has schema version "
-                    f"{version}, newer than this actionqueues understands "
-                    f"({SCHEMA_VERSION}). Upgrade actionqueues."
-                )
-                raise JournalError(msg)
-            for step in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[step]:
-                    cur.execute(self._sql(statement))
-            if row is None:
-                cur.execute(self._sql("INSERT INTO {s}.version VALUES (%s)"), (SCHEMA_VERSION,))
-            elif version < SCHEMA_VERSION:
-                cur.execute(self._sql("UPDATE {s}.version SET version = %s"), (SCHEMA_VERSION,))
+        if row is None or row[0] is None:
+            msg = (
+                f"The journal {self.url}: no journal in schema {self.schema} (the schema "
+                "does not exist, or holds no journal's tables). Check the schema's name; "
+                "a journal is created by opening it for writing (not readonly)."
+            )
+            raise JournalError(msg)
+        version = int(row[0])
+        self._check_version(version)
+        if version < 2:
+            self._step_columns = STEP_COLUMNS_1
+
+    def _check_version(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            msg = (
+                f"The journal {self.url} (schema {self.schema}) has schema version "
+                f"{version}, newer than this actionqueues understands "
+                f"({SCHEMA_VERSION}). Upgrade actionqueues."
+            )
+            raise JournalError(msg)
 
     def _close(self) -> None:
-        self._conns.close()
+        dropped = getattr(self, "_dropped", None)
+        if dropped is not None:
+            dropped.detach()
+        if self._conns is not None:
+            self._conns.close()
+            self._conns = None
         if self._filter is not None:
             logging.getLogger("psycopg.pool").removeFilter(self._filter)
+            self._filter = None
+
+    def _forked(self) -> None:
+        # The parent's pool is left alone (see _INHERITED); the child must open the
+        # journal again (the base class's _fork_error says so).
+        if self._conns is not None:
+            _INHERITED.append(self._conns)
+            self._conns = None
+        super()._forked()
 
     # -- writes ---------------------------------------------------------------------
 
@@ -354,6 +526,7 @@ class PostgresJournal(Journal):
         error: str | None = None,
         new: NewRun | None = None,
     ) -> None:
+        self._check_writable()
         # One statement (one round trip, atomic on its own) for the usual write. Its
         # every part is gated on the run being ours, through a row lock (FOR SHARE)
         # that a claim (FOR UPDATE) cannot take meanwhile: a writer that lost the
@@ -380,45 +553,99 @@ class PostgresJournal(Journal):
         statement = self._sql("WITH " + ", ".join(parts) + " SELECT count(*) FROM o")
 
         def write(cur: psycopg.Cursor[Any]) -> None:
-            if new is not None:
-                self._insert(cur, run_id, new)
             cur.execute(statement, params)
             row = cur.fetchone()
             if row is None or row[0] != 1:
                 raise lease_lost(run_id, self.owner)
 
-        self._retrying(write, atomic=new is not None)
+        if new is None:
+            self._retrying(write, atomic=False)
+        else:
+            self._begin(run_id, new, write)
 
-    def _insert(self, cur: psycopg.Cursor[Any], run_id: str, new: NewRun) -> None:
-        """Insert a new run, ours, with its steps pending. Idempotent: made again after
-        a commit whose reply was lost, it inserts nothing (and the ownership check of
-        the write it belongs to still holds)."""
+    def _begin(
+        self, run_id: str, new: NewRun, write: Callable[[psycopg.Cursor[Any]], None]
+    ) -> None:
+        """A run's first write: insert the run, then ``write`` its first records, in
+        one transaction. The insert is a plain INSERT: a run id the journal holds,
+        whoever wrote it, finished or not, is refused (``run_taken``), and of two
+        queues inserting one id at once, the second waits for the first's commit and
+        is refused. A commit whose reply was lost (the connection dropped) leaves its
+        outcome unknown; its transaction id, noted before the COMMIT, tells the next
+        attempt (``_retrying``'s, or the next write of the same run) whether the run
+        it would insert is already its own, rather than someone else's."""
+        key = (run_id, id(new))  # ``new`` is kept with the entry: its id stays unique
+
+        def first(cur: psycopg.Cursor[Any]) -> None:
+            known = self._unsure.get(key)
+            if known is not None and known[0] is new and self._committed(cur, known[1]):
+                xid = known[1]  # inserted by our attempt whose reply was lost
+            else:
+                xid = self._insert(cur, run_id, new)
+            write(cur)
+            self._unsure[key] = (new, xid)  # until the COMMIT's reply: not known
+
+        self._retrying(first, atomic=True)
+        self._unsure.pop(key, None)
+
+    def _committed(self, cur: psycopg.Cursor[Any], xid: str) -> bool:
+        """Whether transaction ``xid`` committed; one still in progress (a COMMIT the
+        server is finishing, or a client it has not yet seen leave) is waited for, up
+        to connect_timeout."""
+        deadline = time.monotonic() + self._timeout
+        while True:
+            cur.execute("SELECT pg_xact_status(%s::xid8)", (xid,))
+            row = cur.fetchone()
+            status = None if row is None else row[0]
+            if status != "in progress":
+                return status == "committed"
+            if time.monotonic() > deadline:
+                msg = (
+                    f"The journal {self.url} (schema {self.schema}): the outcome of an "
+                    f"earlier attempt to write this run (transaction {xid}) is not known "
+                    "yet. Nothing was executed; try again."
+                )
+                raise JournalError(msg)
+            time.sleep(0.05)
+
+    def _insert(self, cur: psycopg.Cursor[Any], run_id: str, new: NewRun) -> str:
+        """Insert a new run, ours, with its steps pending; its transaction's id."""
+        import psycopg
+
         name, mode, steps, groups = new
-        cur.execute(
-            self._sql(
-                f"WITH r AS (INSERT INTO {{s}}.runs ({_RUN_COLUMNS}) SELECT %s, %s, "
-                f"'running', %s, %s, n + %s, 0, n, n, NULL, %s FROM (SELECT {_NOW} AS n) t "
-                f"ON CONFLICT (id) DO NOTHING) INSERT INTO {{s}}.steps ({_STEP_COLUMNS}) "
-                f"SELECT %s, i - 1, a, nm, st, 'pending', 0, 0, NULL, NULL, {_NOW}, g FROM "
-                "unnest(%s::text[], %s::text[], %s::text[], %s::integer[]) "
-                "WITH ORDINALITY AS u(a, nm, st, g, i) ON CONFLICT (run_id, idx) DO NOTHING"
-            ),
-            (
-                run_id,
-                name,
-                mode,
-                self.owner,
-                self.lease,
-                len(steps),
-                run_id,
-                [s[0] for s in steps],
-                [s[1] for s in steps],
-                [s[2] for s in steps],
-                list(groups) if groups else [None] * len(steps),
-            ),
-        )
+        try:
+            cur.execute(
+                self._sql(
+                    f"WITH r AS (INSERT INTO {{s}}.runs ({RUN_COLUMNS}) SELECT %s, %s, "
+                    f"'running', %s, %s, n + %s, 0, n, n, NULL, %s FROM (SELECT {_NOW} AS n) t), "
+                    f"s AS (INSERT INTO {{s}}.steps ({STEP_COLUMNS}) "
+                    f"SELECT %s, i - 1, a, nm, st, 'pending', 0, 0, NULL, NULL, {_NOW}, g FROM "
+                    "unnest(%s::text[], %s::text[], %s::text[], %s::integer[]) "
+                    "WITH ORDINALITY AS u(a, nm, st, g, i)) "
+                    "SELECT pg_current_xact_id()::text"
+                ),
+                (
+                    run_id,
+                    name,
+                    mode,
+                    self.owner,
+                    self.lease,
+                    len(steps),
+                    run_id,
+                    [s[0] for s in steps],
+                    [s[1] for s in steps],
+                    [s[2] for s in steps],
+                    list(groups) if groups else [None] * len(steps),
+                ),
+            )
+        except psycopg.errors.UniqueViolation:
+            raise run_taken(run_id) from None
+        row = cur.fetchone()
+        assert row is not None
+        return str(row[0])
 
     def renew(self, run_ids: Iterable[str]) -> None:
+        self._check_writable()
         with self._transaction() as cur:
             cur.execute(
                 self._sql(
@@ -428,33 +655,52 @@ class PostgresJournal(Journal):
                 (self.lease, list(run_ids), self.owner),
             )
 
-    def claim(self, exclude: Iterable[str] = ()) -> RunRow | None:
+    def claim(
+        self, exclude: Iterable[str] = (), *, after: tuple[float, str] | None = None
+    ) -> RunRow | None:
+        self._check_writable()
+        # In the order of (last update, id); ``after``, the last run a recoverer
+        # passed, lets it go on past the runs it left, in one scan.
+        past = "AND (updated, id) > (%s, %s) " if after is not None else ""
         with self._transaction() as cur:
             cur.execute(
                 self._sql(
                     f"UPDATE {{s}}.runs SET owner = %s, lease_until = {_NOW} + %s, "
                     "claims = claims + 1 WHERE id = (SELECT id FROM {s}.runs "
-                    f"WHERE status = ANY(%s) AND lease_until < {_NOW} AND NOT id = ANY(%s) "
-                    "ORDER BY updated LIMIT 1 FOR UPDATE SKIP LOCKED) "
-                    f"RETURNING {_RUN_COLUMNS}"
+                    f"WHERE {UNFINISHED_SQL} AND lease_until < {_NOW} AND NOT id = ANY(%s) "
+                    f"{past}ORDER BY updated, id LIMIT 1 FOR UPDATE SKIP LOCKED) "
+                    f"RETURNING {RUN_COLUMNS}"
                 ),
-                (self.owner, self.lease, list(UNFINISHED), list(exclude)),
+                (self.owner, self.lease, list(exclude), *(after or ())),
             )
             row = cur.fetchone()
         return None if row is None else RunRow(*row)
 
-    def release(self, run_id: str) -> None:
+    def release(self, run_id: str, *, unclaim: bool = False, claim: int | None = None) -> None:
+        """Give up our claim on a run, leaving it for another recoverer at once; with
+        ``unclaim``, also take back its count (a recovery that left the run untouched
+        did not claim it, as far as an operator is concerned); with ``claim``, only
+        while the run is under that claim."""
+        self._check_writable()
         with self._transaction() as cur:
             cur.execute(
-                self._sql("UPDATE {s}.runs SET lease_until = 0 WHERE id = %s AND owner = %s"),
-                (run_id, self.owner),
+                self._sql(
+                    "UPDATE {s}.runs SET lease_until = 0, "
+                    "claims = CASE WHEN %s AND claims > 0 THEN claims - 1 ELSE claims END "
+                    "WHERE id = %s AND owner = %s AND (%s::integer IS NULL OR claims = %s)"
+                ),
+                (bool(unclaim), run_id, self.owner, claim, claim),
             )
 
-    def prune(self, before: float) -> int:
+    def prune(self, before: float, *, statuses: Iterable[str] | None = None) -> int:
+        """Delete the runs in ``statuses`` (by default those an operator no longer
+        needs: completed or rolled back, O3) last updated before ``before``."""
+        self._check_writable()
+        until, chosen = check_prune(before, statuses)
         with self._transaction() as cur:
             cur.execute(
                 self._sql("DELETE FROM {s}.runs WHERE status = ANY(%s) AND updated < %s"),
-                (list(FINISHED), before),
+                (list(chosen), until),
             )
             return cur.rowcount
 
@@ -462,15 +708,13 @@ class PostgresJournal(Journal):
 
     def load(self, run_id: str) -> tuple[RunRow, list[StepRow]] | None:
         with self._transaction("cannot be read") as cur:
-            cur.execute(
-                self._sql(f"SELECT {_RUN_COLUMNS} FROM {{s}}.runs WHERE id = %s"), (run_id,)
-            )
+            cur.execute(self._sql(f"SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE id = %s"), (run_id,))
             run = cur.fetchone()
             if run is None:
                 return None
             cur.execute(
                 self._sql(
-                    f"SELECT {_STEP_COLUMNS} FROM {{s}}.steps WHERE run_id = %s ORDER BY idx"
+                    f"SELECT {self._step_columns} FROM {{s}}.steps WHERE run_id = %s ORDER BY idx"
                 ),
                 (run_id,),
             )
@@ -485,13 +729,14 @@ class PostgresJournal(Journal):
         before: float | None = None,
         limit: int | None = None,
     ) -> list[RunRow]:
+        check_runs(status, name, before, limit)
         interrupted = (f"status = ANY(%s) AND lease_until < {_NOW}", [list(UNFINISHED)])
         where, params = run_filters("%s", interrupted, status, name, before)
         params.append(limit)
         with self._transaction("cannot be read") as cur:
             cur.execute(
                 self._sql(
-                    f"SELECT {_RUN_COLUMNS} FROM {{s}}.runs WHERE {where} "
+                    f"SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE {where} "
                     "ORDER BY created DESC LIMIT %s"
                 ),
                 params,

@@ -13,22 +13,32 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Final, Literal
 
 from ._base import (
-    FINISHED,
-    UNFINISHED,
+    MAX_LEASE,
     Journal,
     JournalError,
-    LeaseLostError,
     NewRun,
     RunRow,
     StepChange,
     StepRow,
+    check_prune,
+    check_runs,
     lease_lost,
     run_filters,
+    run_taken,
+)
+from ._schema import (
+    INDEXES,
+    ROLLBACK_STATUSES,
+    RUN_COLUMNS,
+    STEP_COLUMNS,
+    STEP_COLUMNS_1,
+    UNFINISHED_SQL,
 )
 
 SCHEMA_VERSION: Final = 2
@@ -70,13 +80,6 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     2: ("ALTER TABLE steps ADD COLUMN grp INTEGER",),
 }
 
-_RUN_COLUMNS: Final = (
-    "id, name, status, mode, owner, lease_until, claims, created, updated, error, steps"
-)
-_STEP_COLUMNS: Final = (
-    "run_id, idx, action, name, state, status, attempts, rollback_attempts, error, "
-    "rollback_error, updated, grp"
-)
 _OURS: Final = "EXISTS (SELECT 1 FROM runs WHERE id = ? AND owner = ? AND claims = ?)"
 _EXECUTE_UPDATE: Final = (
     "UPDATE steps SET status = ?, state = COALESCE(?, state), "
@@ -89,10 +92,6 @@ _ROLLBACK_UPDATE: Final = (
     "rollback_error = COALESCE(?, rollback_error), updated = ? "
     f"WHERE run_id = ? AND idx = ? AND {_OURS}"
 )
-_ROLLBACK_STATUSES: Final = frozenset({"rolling_back", "rolled_back", "rollback_failed"})
-_UNFINISHED_SQL: Final = "status IN (" + ", ".join(f"'{s}'" for s in UNFINISHED) + ")"
-_FINISHED_SQL: Final = "status IN (" + ", ".join(f"'{s}'" for s in FINISHED) + ")"
-
 
 # The longest a group commit's leader waits for its siblings (seconds): measured in
 # bench/RESULTS.md (8 threads at "power": 1.8x the sequential rate without it, 2.2x
@@ -114,6 +113,36 @@ class _Write:
         self.lead = False
 
 
+class _Connection:
+    """A thread's connection, closed when the thread ends (its thread-local slot is
+    dropped) or the journal closes: connections are bounded by the threads alive.
+
+    The closing is a ``weakref.finalize``, which keeps the connection reachable until
+    it runs: collected in one cycle with its holder, the connection would otherwise
+    be finalized first, unclosed (a ResourceWarning on Python 3.13)."""
+
+    __slots__ = ("__weakref__", "closer", "db")
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db: sqlite3.Connection | None = db
+        self.closer = weakref.finalize(self, db.close)
+
+    def close(self) -> None:
+        self.db = None
+        self.closer()
+
+    def inherited(self) -> sqlite3.Connection | None:
+        """In a forked child: the connection, never to be used or closed here."""
+        db, self.db = self.db, None
+        self.closer.detach()
+        return db
+
+
+# Connections a forked child inherited: never used, and never closed either (closing
+# a connection the parent shares is unsafe); kept here so that they are not collected.
+_INHERITED: list[sqlite3.Connection] = []
+
+
 class SQLiteJournal(Journal):
     """A journal in one SQLite file.
 
@@ -124,10 +153,13 @@ class SQLiteJournal(Journal):
             power loss too, at the cost of an fsync per commit).
         lease: Seconds a run stays owned without a heartbeat.
         busy_timeout: Seconds to wait for another writer before failing.
+        readonly: Open an existing journal to read only: nothing is created,
+            migrated or written (listing and showing runs), but for the ``-wal`` and
+            ``-shm`` side files SQLite's readers of a WAL journal need.
 
     Raises:
         JournalError: The file cannot be created or opened, is not a journal, or was
-            written by a newer actionqueues.
+            written by a newer actionqueues; or an argument is wrong.
 
     .. versionadded:: 1.0
     """
@@ -139,16 +171,33 @@ class SQLiteJournal(Journal):
         durability: Literal["process", "power"] = "process",
         lease: float = 30.0,
         busy_timeout: float = 5.0,
+        readonly: bool = False,
     ) -> None:
-        super().__init__(lease=lease)
+        super().__init__(lease=lease, readonly=readonly)
         if durability not in ("process", "power"):
             msg = f"durability={durability!r}: choose 'process' (the default) or 'power'."
             raise JournalError(msg)
+        if (
+            not isinstance(busy_timeout, int | float)
+            or isinstance(busy_timeout, bool)
+            or not 0 <= busy_timeout <= MAX_LEASE
+        ):
+            msg = (
+                f"busy_timeout={busy_timeout!r}: the seconds to wait for another writer "
+                f"are a number from 0 to {MAX_LEASE:g} (a day; the default is 5)."
+            )
+            raise JournalError(msg)
+        if not isinstance(path, str | os.PathLike) or os.fspath(path) in ("", ":memory:"):
+            msg = (
+                f"SQLiteJournal({path!r}): a journal is a file, so that another process "
+                "can recover its runs; pass a file path."
+            )
+            raise JournalError(msg)
         self.path = Path(path)
         self.durability = durability
-        self._busy_timeout = busy_timeout
+        self._busy_timeout = float(busy_timeout)
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
         # Guards _waiting, _leading and _siblings (group commit); a leader waits on it
         # for its siblings.
         self._group = threading.Condition(threading.Lock())
@@ -160,19 +209,50 @@ class SQLiteJournal(Journal):
         self._grouped = durability == "power"
         if self._grouped:
             self.write_threads = 8  # async queues' writes, to group
-        self._create_file()
+        self._version = SCHEMA_VERSION
+        try:
+            if readonly:
+                self._open_to_read()
+            else:
+                self._create_file()
+                self._migrate()
+        except BaseException:
+            self._close()  # no connection is left to the garbage collector
+            raise
+
+    def _migrate(self) -> None:
         with self._transaction() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                msg = (
-                    f"The journal {self.path} has schema version {version}, newer than "
-                    f"this actionqueues understands ({SCHEMA_VERSION}). Upgrade actionqueues."
-                )
-                raise JournalError(msg)
+            self._check_version(version)
             for step in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in _MIGRATIONS[step]:
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version = {step:d}")
+            for statement in INDEXES:
+                db.execute(statement.replace("{s}", ""))
+
+    def _check_version(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            msg = (
+                f"The journal {self.path} has schema version {version}, newer than "
+                f"this actionqueues understands ({SCHEMA_VERSION}). Upgrade actionqueues."
+            )
+            raise JournalError(msg)
+
+    def _open_to_read(self) -> None:
+        """Check, without writing, that the file holds a journal (DESIGN O2)."""
+        if not self.path.is_file():
+            msg = f"no journal at {self.path}"
+            raise JournalError(msg)
+        tables = {
+            str(row[0]) for row in self._read("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        version = int(self._read("PRAGMA user_version")[0][0])  # type: ignore[call-overload]
+        if version < 1 or not {"runs", "steps"} <= tables:
+            msg = f"{self.path} is not an actionqueues journal"
+            raise JournalError(msg)
+        self._check_version(version)
+        self._version = version  # read as it is: migrated only when opened to write
 
     def __repr__(self) -> str:
         return f"SQLiteJournal({str(self.path)!r}, durability={self.durability!r})"
@@ -190,69 +270,100 @@ class SQLiteJournal(Journal):
         os.close(fd)
 
     def _db(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is not None:
-            return db
+        """This thread's connection, opened on first use."""
+        held: _Connection | None = getattr(self._local, "db", None)
+        if held is not None and held.db is not None:
+            return held.db
         try:
-            # One connection per thread; close() may run in another thread, hence
-            # check_same_thread=False (never used by two threads at once).
-            db = sqlite3.connect(
-                self.path,
-                timeout=self._busy_timeout,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            db.execute("PRAGMA journal_mode = WAL")
-            sync = "FULL" if self.durability == "power" else "NORMAL"
-            db.execute(f"PRAGMA synchronous = {sync}")
+            if self.readonly:
+                db = sqlite3.connect(
+                    self.path.resolve().as_uri() + "?mode=ro",
+                    uri=True,
+                    timeout=self._busy_timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            else:
+                # check_same_thread=False: close() may run in another thread (it waits
+                # for the statements in flight; a connection is never used by two).
+                db = sqlite3.connect(
+                    self.path,
+                    timeout=self._busy_timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                try:
+                    db.execute("PRAGMA journal_mode = WAL")
+                    sync = "FULL" if self.durability == "power" else "NORMAL"
+                    db.execute(f"PRAGMA synchronous = {sync}")
+                except sqlite3.Error:
+                    db.close()
+                    raise
         except sqlite3.Error as exc:
             msg = f"Cannot open the journal {self.path}: {exc}."
             raise JournalError(msg) from exc
-        self._local.db = db
-        with self._lock:
-            self._connections.append(db)
+        held = _Connection(db)
+        self._local.db = held
+        self._connections.add(held)
         return db
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self._db()
-        try:
-            db.execute("BEGIN IMMEDIATE")
+        with self._using():
+            db = self._db()
             try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            msg = f"The journal {self.path} cannot be written: {exc}."
-            raise JournalError(msg) from exc
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                msg = f"The journal {self.path} cannot be written: {exc}."
+                raise JournalError(msg) from exc
 
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
-        try:
-            return self._db().execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            msg = f"The journal {self.path} cannot be read: {exc}."
-            raise JournalError(msg) from exc
+        with self._using(write=False):
+            try:
+                return self._db().execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                msg = f"The journal {self.path} cannot be read: {exc}."
+                raise JournalError(msg) from exc
 
     def _close(self) -> None:
         with self._lock:
-            for db in self._connections:
-                db.close()
-            self._connections.clear()
+            for held in list(self._connections):
+                held.close()
         self._local = threading.local()
+
+    def _forked(self) -> None:
+        # The child makes connections of its own; those it inherited are left alone.
+        for held in list(self._connections):
+            db = held.inherited()
+            if db is not None:
+                _INHERITED.append(db)
+        super()._forked()
+        self._fork_error = None  # SQLite files can be opened again in the child
+        self._local = threading.local()
+        self._group = threading.Condition(threading.Lock())
+        self._waiting = []
+        self._leading = False
 
     # -- writes ---------------------------------------------------------------------
 
     def _insert(self, db: sqlite3.Connection, run_id: str, new: NewRun, now: float) -> None:
         name, mode, steps, groups = new
-        db.execute(
-            f"INSERT INTO runs ({_RUN_COLUMNS}) "
-            "VALUES (?, ?, 'running', ?, ?, ?, 0, ?, ?, NULL, ?)",
-            (run_id, name, mode, self.owner, now + self.lease, now, now, len(steps)),
-        )
+        try:
+            db.execute(
+                f"INSERT INTO runs ({RUN_COLUMNS}) "
+                "VALUES (?, ?, 'running', ?, ?, ?, 0, ?, ?, NULL, ?)",
+                (run_id, name, mode, self.owner, now + self.lease, now, now, len(steps)),
+            )
+        except sqlite3.IntegrityError:
+            raise run_taken(run_id) from None
         db.executemany(
-            f"INSERT INTO steps ({_STEP_COLUMNS}) "
+            f"INSERT INTO steps ({STEP_COLUMNS}) "
             "VALUES (?, ?, ?, ?, ?, 'pending', 0, 0, NULL, NULL, ?, ?)",
             [
                 (run_id, i, action, step, state, now, groups[i] if groups else None)
@@ -269,7 +380,10 @@ class SQLiteJournal(Journal):
         error: str | None = None,
         new: NewRun | None = None,
     ) -> None:
-        write = _Write((run_id, claim, changes, status, error, new))
+        with self._using():
+            self._record(_Write((run_id, claim, changes, status, error, new)))
+
+    def _record(self, write: _Write) -> None:
         if not self._grouped:  # each writer commits its own write, SQLite serialising them
             self._commit([write])
         else:
@@ -292,7 +406,7 @@ class SQLiteJournal(Journal):
                     raise
                 lead = write.lead  # handed the lead: our write is not committed yet
             if lead:
-                self._lead()
+                self._lead(write)
         if write.error is not None:
             raise write.error
 
@@ -311,7 +425,7 @@ class SQLiteJournal(Journal):
                 else:
                     self._leading = False
 
-    def _lead(self) -> None:
+    def _lead(self, own: _Write) -> None:
         """Commit what is waiting, then hand the lead to the next writer, if any.
 
         As PostgreSQL's ``commit_delay`` does, a leader whose last group had company
@@ -319,12 +433,13 @@ class SQLiteJournal(Journal):
         without it, writers woken together by one commit would trickle into two
         (one alone, then the rest), and pay two fsyncs for one.
         """
-        with self._group:
-            if len(self._waiting) < self._siblings:
-                self._group.wait(_COMMIT_DELAY)
-            batch, self._waiting = self._waiting, []
-            self._siblings = len(batch)
+        batch: list[_Write] = []
         try:
+            with self._group:
+                if len(self._waiting) < self._siblings:
+                    self._group.wait(_COMMIT_DELAY)
+                batch, self._waiting = self._waiting, []
+                self._siblings = len(batch)
             self._commit(batch)
         except BaseException as exc:  # an interrupt mid-commit: nobody may wait forever
             for write in batch:
@@ -333,6 +448,8 @@ class SQLiteJournal(Journal):
             raise exc from None
         finally:
             with self._group:
+                if own in self._waiting:  # interrupted while waiting for siblings
+                    self._waiting.remove(own)
                 for write in batch:
                     if write.done is not None:
                         write.done.set()
@@ -365,9 +482,9 @@ class SQLiteJournal(Journal):
                     db.execute(f"SAVEPOINT w{number:d}")
                 try:
                     self._apply(db, now, *write.args)
-                except (LeaseLostError, sqlite3.Error) as exc:
+                except Exception as exc:  # this write's own failure: the others go on
                     db.execute(f"ROLLBACK TO w{number:d}" if not alone else "ROLLBACK")
-                    write.error = exc if isinstance(exc, LeaseLostError) else self._failed(exc)
+                    write.error = exc if isinstance(exc, JournalError) else self._failed(exc)
                     if alone:
                         return
                 if not alone:
@@ -381,7 +498,7 @@ class SQLiteJournal(Journal):
                 if write.error is None:
                     write.error = failure
 
-    def _failed(self, exc: sqlite3.Error) -> JournalError:
+    def _failed(self, exc: Exception) -> JournalError:
         error = JournalError(f"The journal {self.path} cannot be written: {exc}.")
         error.__cause__ = exc
         return error
@@ -415,7 +532,7 @@ class SQLiteJournal(Journal):
                 ).rowcount
             )
         for c in changes:
-            sql = _ROLLBACK_UPDATE if c.status in _ROLLBACK_STATUSES else _EXECUTE_UPDATE
+            sql = _ROLLBACK_UPDATE if c.status in ROLLBACK_STATUSES else _EXECUTE_UPDATE
             owned = (
                 owned
                 and 1
@@ -435,52 +552,63 @@ class SQLiteJournal(Journal):
                 [(now + self.lease, run_id, self.owner) for run_id in ids],
             )
 
-    def claim(self, exclude: Iterable[str] = ()) -> RunRow | None:
+    def claim(
+        self, exclude: Iterable[str] = (), *, after: tuple[float, str] | None = None
+    ) -> RunRow | None:
         skip = list(exclude)
         not_in = f" AND id NOT IN ({', '.join('?' * len(skip))})" if skip else ""
+        # Runs are claimed in the order of their last update; ``after``, the last run
+        # a recoverer passed over, lets it go on past the runs it left, in one scan.
+        past = " AND (updated, id) > (?, ?)" if after else ""
         now = time.time()
         with self._transaction() as db:
             found = db.execute(
-                f"SELECT id FROM runs WHERE {_UNFINISHED_SQL} AND lease_until < ?{not_in} "
-                "ORDER BY updated LIMIT 1",
-                (now, *skip),
+                "SELECT id FROM runs INDEXED BY runs_claimable WHERE "
+                f"{UNFINISHED_SQL} AND lease_until < ?{not_in}{past} "
+                "ORDER BY updated, id LIMIT 1",
+                (now, *skip, *(after or ())),
             ).fetchone()
             if found is None:
                 return None
             row = db.execute(
                 "UPDATE runs SET owner = ?, lease_until = ?, claims = claims + 1 "
-                f"WHERE id = ? RETURNING {_RUN_COLUMNS}",
+                f"WHERE id = ? RETURNING {RUN_COLUMNS}",
                 (self.owner, now + self.lease, found[0]),
             ).fetchone()
         return RunRow(*row)
 
-    def release(self, run_id: str) -> None:
+    def release(self, run_id: str, *, unclaim: bool = False, claim: int | None = None) -> None:
         with self._transaction() as db:
             db.execute(
-                "UPDATE runs SET lease_until = 0 WHERE id = ? AND owner = ?", (run_id, self.owner)
+                "UPDATE runs SET lease_until = 0, "
+                "claims = CASE WHEN ? AND claims > 0 THEN claims - 1 ELSE claims END "
+                "WHERE id = ? AND owner = ? AND (? IS NULL OR claims = ?)",
+                (unclaim, run_id, self.owner, claim, claim),
             )
 
-    def prune(self, before: float) -> int:
+    def prune(self, before: float, *, statuses: Iterable[str] | None = None) -> int:
+        when, chosen = check_prune(before, statuses)
+        marks = ", ".join("?" * len(chosen))
         with self._transaction() as db:
             ids = [
-                r[0]
+                (r[0],)
                 for r in db.execute(
-                    f"SELECT id FROM runs WHERE {_FINISHED_SQL} AND updated < ?", (before,)
+                    f"SELECT id FROM runs WHERE status IN ({marks}) AND updated < ?",
+                    (*chosen, when),
                 )
             ]
-            db.executemany("DELETE FROM steps WHERE run_id = ?", [(i,) for i in ids])
-            db.executemany("DELETE FROM runs WHERE id = ?", [(i,) for i in ids])
+            db.executemany("DELETE FROM steps WHERE run_id = ?", ids)
+            db.executemany("DELETE FROM runs WHERE id = ?", ids)
         return len(ids)
 
     # -- reads ----------------------------------------------------------------------
 
     def load(self, run_id: str) -> tuple[RunRow, list[StepRow]] | None:
-        runs = self._read(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+        runs = self._read(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
         if not runs:
             return None
-        steps = self._read(
-            f"SELECT {_STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY idx", (run_id,)
-        )
+        columns = STEP_COLUMNS if self._version >= 2 else STEP_COLUMNS_1
+        steps = self._read(f"SELECT {columns} FROM steps WHERE run_id = ? ORDER BY idx", (run_id,))
         return RunRow(*runs[0]), [StepRow(*s) for s in steps]  # type: ignore[arg-type]
 
     def runs(
@@ -491,35 +619,12 @@ class SQLiteJournal(Journal):
         before: float | None = None,
         limit: int | None = None,
     ) -> list[RunRow]:
-        interrupted = (f"{_UNFINISHED_SQL} AND lease_until < ?", [time.time()])
+        check_runs(status, name, before, limit)
+        interrupted = (f"{UNFINISHED_SQL} AND lease_until < ?", [time.time()])
         where, params = run_filters("?", interrupted, status, name, before)
         params.append(-1 if limit is None else limit)
         rows = self._read(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE {where} ORDER BY created DESC LIMIT ?",
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE {where} ORDER BY created DESC LIMIT ?",
             params,
         )
         return [RunRow(*r) for r in rows]  # type: ignore[arg-type]
-
-
-def open_journal(url: str | os.PathLike[str], **options: object) -> Journal:
-    """A journal from a path or a URL: ``sqlite:///relative.db``,
-    ``sqlite:////absolute.db``, a plain file path, or ``postgresql://...`` (the
-    ``[postgres]`` extra).
-
-    .. versionadded:: 1.0
-    """
-    text = os.fspath(url)
-    if text.startswith(("postgresql://", "postgres://")):
-        from ._postgres import PostgresJournal
-
-        return PostgresJournal(text, **options)  # type: ignore[arg-type]
-    if text.startswith("sqlite:///"):
-        text = text[len("sqlite:///") :]
-    elif "://" in text:
-        scheme = text.split("://", 1)[0]
-        msg = (
-            f"Unsupported journal URL scheme {scheme!r}; use a file path, a sqlite:/// "
-            "URL or a postgresql:// URL."
-        )
-        raise JournalError(msg)
-    return SQLiteJournal(text, **options)  # type: ignore[arg-type]
