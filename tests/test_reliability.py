@@ -356,6 +356,7 @@ def test_a_failing_renewal_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFi
                 db.execute("BEGIN IMMEDIATE")
                 time.sleep(0.25)  # two beats
                 db.execute("ROLLBACK")
+            time.sleep(0.25)  # and two that renew again
 
         def rollback(self) -> None:
             pass
@@ -371,6 +372,7 @@ def test_a_failing_renewal_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFi
         r.levelno == logging.WARNING and "could not renew the leases of 1 run" in r.getMessage()
         for r in caplog.records
     )
+    assert "renewing leases in" in caplog.text  # and when it works again
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork() is POSIX")
@@ -796,3 +798,94 @@ def test_a_reused_run_id_is_refused_by_either_queue(
         assert ["first.execute"] == hooked.calls
         assert [] == [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert 1 == len(journal.runs())
+
+
+@dataclasses.dataclass
+class Versioned:
+    """A durable action whose class changed since its runs were recorded."""
+
+    value: str
+    count: int = 0
+    required: str = dataclasses.field(default="")
+
+    def execute(self) -> None:
+        pass
+
+    def rollback(self) -> None:
+        pass
+
+
+class Slotted:
+    """An action with neither dataclass fields nor an attribute dict."""
+
+    __slots__ = ("value",)
+
+    def execute(self) -> None:
+        pass
+
+    def rollback(self) -> None:
+        pass
+
+
+def test_old_states_are_rebuilt_or_skipped_with_the_reason(tmp_path: Path) -> None:
+    """D8: a field added with a default takes it; a state that is not an object, or
+    lacks a field without a default, is skipped, saying which and how to fix it."""
+
+    @dataclasses.dataclass
+    class Strict:
+        value: str
+        needed: str
+
+        def execute(self) -> None:
+            pass
+
+        def rollback(self) -> None:
+            pass
+
+    names = Registry()
+    names.register("versioned", Versioned)
+    names.register("strict", Strict)
+    with SQLiteJournal(tmp_path / "j.db") as journal:
+        interrupted_run(journal, "old", [("versioned", '{"value":"x"}')])
+        interrupted_run(journal, "list", [("versioned", "[1, 2]")])
+        interrupted_run(journal, "lacking", [("strict", '{"value":"x"}')])
+        results = {r.run_id: r for r in recover(journal, registry=names)}
+    assert "rolled_back" == results["old"].outcome
+    assert "must be a JSON object" in (results["list"].problem or "")
+    assert "has no 'needed', a field without a default" in (results["lacking"].problem or "")
+
+
+def test_an_action_without_state_to_save_is_refused_at_add(tmp_path: Path) -> None:
+    """D11: a registered class with no fields, no attribute dict and no to_state()
+    is refused at add(), saying what to give it."""
+    names = Registry()
+    names.register("slotted", Slotted)
+    with SQLiteJournal(tmp_path / "j.db") as journal:
+        q = ActionQueue(journal=journal, registry=names)
+        with pytest.raises(actionqueues.StateError, match="no attribute dict to save"):
+            q.add(Slotted())
+
+
+def test_a_journal_in_a_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
+    """The journal's folder must exist: the error names the file and the reason."""
+    with pytest.raises(JournalError, match=r"Cannot create the journal .*No such file"):
+        SQLiteJournal(tmp_path / "missing" / "j.db")
+
+
+def test_recover_from_a_running_loop_skips_async_runs(tmp_path: Path, sysdb: str) -> None:
+    """D8: recover() called on an event loop would block it running an async run:
+    the run is skipped, saying to call recover() in a thread, and left as it was."""
+    import asyncio
+
+    path = crashed_in_c(tmp_path, sysdb, "async")
+
+    async def on_the_loop() -> list[actionqueues.Recovered]:
+        with SQLiteJournal(path) as journal:
+            return recover(journal, registry=registry)
+
+    [result] = asyncio.run(on_the_loop())
+    assert "skipped" == result.outcome
+    assert "asyncio.to_thread(recover, journal)" in (result.problem or "")
+    with SQLiteJournal(path) as journal:
+        [result] = recover(journal, registry=registry)  # from a thread of its own: fine
+    assert "completed" == result.outcome
