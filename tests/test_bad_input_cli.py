@@ -41,6 +41,7 @@ CASES: list[tuple[tuple[str, ...], int, str]] = [
     (("--journal", "sqlite://journal.db", "runs"), 2, "not a journal URL"),
     (("--schema", "Bad-Name", *J, "runs"), 2, "'Bad-Name' is not a schema name"),
     (("runs", *J, "--schema", ""), 2, "'' is not a schema name"),
+    (("runs", *J, "--schema", "name\n"), 2, "'name\\n' is not a schema name"),
     # a file that is not a journal: it cannot be used
     (("--journal", "{dir}/users.db", "runs"), 1, "not an actionqueues journal"),
     (("--journal", "{dir}/users.db", "show", "abc"), 1, "not an actionqueues journal"),

@@ -179,6 +179,8 @@ def test_a_resume_whose_rollback_cannot_be_recorded_undoes_nothing(
         [result] = recover(journal, registry=registry)
         assert "interrupted" == result.outcome
         assert "the rollback stops here" in (result.problem or "")
+        with pytest.raises(LookupError):  # no step context is left behind
+            actionqueues.current_step()
         assert ["a", "b", "c"] == effects(sysdb)  # nothing undone
         run, steps = journal.load("r1")  # type: ignore[misc]
         assert ("running", 1) == (run.status, run.claims)
@@ -403,6 +405,7 @@ def test_a_forked_child_gets_an_owner_of_its_own(tmp_path: Path, sysdb: str) -> 
     runs = {r.owner for r in journal.runs()}
     assert parent_owner in runs
     assert len(runs) == 2  # the child's run was recorded under its own owner
+    q._durable.leave()  # type: ignore[union-attr]  # the step context, for later tests
     journal.close()
 
 

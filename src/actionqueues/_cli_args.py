@@ -10,12 +10,12 @@ import re
 from pathlib import Path
 
 from .journal import FINISHED, PRUNABLE, UNFINISHED
+from .journal._schema import SCHEMA_NAME
 
 ENV = "ACTIONQUEUES_JOURNAL"
 SCHEMA_ENV = "ACTIONQUEUES_SCHEMA"
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")  # what PostgresJournal accepts
 _MOST = 2**63 - 1  # the largest LIMIT both databases take
 _LONGEST_INTERVAL = 86400.0  # a day: longer waits overflow timers, and help nobody
 
@@ -98,7 +98,7 @@ def interval(text: str) -> float:
 def schema_name(text: str) -> str:
     """A PostgreSQL schema's name, checked here so that a bad one is a usage error
     (exit 2), not a journal that cannot be used (1)."""
-    if not _SCHEMA.match(text):
+    if not SCHEMA_NAME.fullmatch(text):  # what PostgresJournal accepts
         msg = (
             f"{text!r} is not a schema name: lower-case letters, digits and underscores, "
             f"starting with a letter or underscore (from --schema or ${SCHEMA_ENV})"

@@ -147,46 +147,50 @@ class AsyncDriver(Engine):
         # begin async-only
         groups = self._groups
         # end async-only
-        steps = iter(indices)  # sync: for i in indices:
-        for i in steps:  # async-only
-            # begin async-only
-            if groups and (first := self._group_of(i)) is not None:
-                lost = await self._rollback_group(first, i + 1)
-                if lost is not None:
-                    raise lost
-                for _ in islice(steps, i - first):  # the other members
-                    pass
-                continue
-            # end async-only
-            action = actions[i]
-            self._rb_index = i
-            if timed:
-                started(perf_counter())
-            if track:
-                await self._step_started(i, _ROLLBACK, 1)
-            try:
-                result = action.rollback()
-                # sync-next: if result is not None and type(result) is CoroutineType:
-                if type(result) is CoroutineType:
-                    await result  # sync: self._settle(result, i, _ROLLBACK)
-                elif result is not None:  # async-only
-                    await self._settle(result, i, _ROLLBACK)  # async-only
-            except BaseException as exc:
-                error = exc
-            else:
+        try:
+            steps = iter(indices)  # sync: for i in indices:
+            for i in steps:  # async-only
+                # begin async-only
+                if groups and (first := self._group_of(i)) is not None:
+                    lost = await self._rollback_group(first, i + 1)
+                    if lost is not None:
+                        raise lost
+                    for _ in islice(steps, i - first):  # the other members
+                        pass
+                    continue
+                # end async-only
+                action = actions[i]
+                self._rb_index = i
+                if timed:
+                    started(perf_counter())
+                if track:
+                    await self._step_started(i, _ROLLBACK, 1)
+                try:
+                    result = action.rollback()
+                    # sync-next: if result is not None and type(result) is CoroutineType:
+                    if type(result) is CoroutineType:
+                        await result  # sync: self._settle(result, i, _ROLLBACK)
+                    elif result is not None:  # async-only
+                        await self._settle(result, i, _ROLLBACK)  # async-only
+                except BaseException as exc:
+                    error = exc
+                else:
+                    if track:
+                        await self._step_succeeded(i, _ROLLBACK)
+                    continue
+                if not self._retryable(error):
+                    self._rollback_failed(i, error)
+                    continue
+                try:
+                    await self._call(i, _ROLLBACK, action.rollback, error)
+                except BaseException as exc:
+                    self._rollback_failed(i, exc)
+                    continue
                 if track:
                     await self._step_succeeded(i, _ROLLBACK)
-                continue
-            if not self._retryable(error):
-                self._rollback_failed(i, error)
-                continue
-            try:
-                await self._call(i, _ROLLBACK, action.rollback, error)
-            except BaseException as exc:
-                self._rollback_failed(i, exc)
-                continue
-            if track:
-                await self._step_succeeded(i, _ROLLBACK)
+        finally:  # stopped by the journal (another owner, a rollback unrecorded) too
+            if self._durable is not None:
+                self._durable.leave()  # the caller's step context, as it was
         self._end_rollback()
         durable = self._durable
         if durable is not None and durable.recorder is not None:
@@ -398,8 +402,8 @@ class AsyncDriver(Engine):
             recorder.give_up(exc, release=False)
 
     async def _record_rollback_end(self, durable: DurableRun) -> None:
-        """D4: record how the rollback ended (a failure to is logged)."""
-        durable.leave()
+        """D4: record how the rollback ended (a failure to is logged); the step context
+        was left by ``rollback()``."""
         recorder = durable.recorder
         assert recorder is not None
         try:

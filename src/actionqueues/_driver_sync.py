@@ -110,33 +110,37 @@ class SyncDriver(Engine):
         started = self._rb_starts.append
         timed = self._timed
         track = self._track
-        for i in indices:
-            action = actions[i]
-            self._rb_index = i
-            if timed:
-                started(perf_counter())
-            if track:
-                self._step_started(i, _ROLLBACK, 1)
-            try:
-                result = action.rollback()
-                if result is not None and type(result) is CoroutineType:
-                    self._settle(result, i, _ROLLBACK)
-            except BaseException as exc:
-                error = exc
-            else:
+        try:
+            for i in indices:
+                action = actions[i]
+                self._rb_index = i
+                if timed:
+                    started(perf_counter())
+                if track:
+                    self._step_started(i, _ROLLBACK, 1)
+                try:
+                    result = action.rollback()
+                    if result is not None and type(result) is CoroutineType:
+                        self._settle(result, i, _ROLLBACK)
+                except BaseException as exc:
+                    error = exc
+                else:
+                    if track:
+                        self._step_succeeded(i, _ROLLBACK)
+                    continue
+                if not self._retryable(error):
+                    self._rollback_failed(i, error)
+                    continue
+                try:
+                    self._call(i, _ROLLBACK, action.rollback, error)
+                except BaseException as exc:
+                    self._rollback_failed(i, exc)
+                    continue
                 if track:
                     self._step_succeeded(i, _ROLLBACK)
-                continue
-            if not self._retryable(error):
-                self._rollback_failed(i, error)
-                continue
-            try:
-                self._call(i, _ROLLBACK, action.rollback, error)
-            except BaseException as exc:
-                self._rollback_failed(i, exc)
-                continue
-            if track:
-                self._step_succeeded(i, _ROLLBACK)
+        finally:  # stopped by the journal (another owner, a rollback unrecorded) too
+            if self._durable is not None:
+                self._durable.leave()  # the caller's step context, as it was
         self._end_rollback()
         durable = self._durable
         if durable is not None and durable.recorder is not None:
@@ -320,8 +324,8 @@ class SyncDriver(Engine):
             recorder.give_up(exc, release=False)
 
     def _record_rollback_end(self, durable: DurableRun) -> None:
-        """D4: record how the rollback ended (a failure to is logged)."""
-        durable.leave()
+        """D4: record how the rollback ended (a failure to is logged); the step context
+        was left by ``rollback()``."""
         recorder = durable.recorder
         assert recorder is not None
         try:

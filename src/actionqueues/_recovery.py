@@ -29,7 +29,7 @@ from ._retry import RetryPolicy
 if TYPE_CHECKING:
     from ._aio import AsyncActionQueue
 from .journal import FINISHED, Journal, JournalError, LeaseLostError, RunRecorder, RunRow, StepRow
-from .journal._base import STEP_STATUSES
+from .journal._base import STEP_STATUSES, is_whole
 
 # Step statuses that mean "execute was called": rolled back by recovery.
 _TO_UNDO = frozenset({"executing", "executed", "failed", "rolling_back"})
@@ -161,7 +161,7 @@ def _checked(
         if policy is not None and not isinstance(policy, RetryPolicy):
             msg = f"recover({key}={policy!r}): not a RetryPolicy. Pass RetryPolicy(on=...)."
             raise InvalidPolicyError(msg)
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+    if limit is not None and not (is_whole(limit) and limit >= 0):  # type: ignore[operator]
         msg = f"recover(limit={limit!r}): a limit is a whole number of runs, 0 or more, or None."
         raise InvalidArgumentError(msg)
     chosen = list(listeners) if isinstance(listeners, Iterable) else listeners
@@ -292,8 +292,6 @@ def _rebuild(
     add_steps(queue, actions, steps)
     durable = queue._durable
     assert durable is not None
-    for index, action in enumerate(actions):  # each state can be written back (D2, D3)
-        durable.registry.encode(steps[index].action, action)
     recorder = RunRecorder(journal, row.id, row.claims, status=row.status)
     durable.adopt(recorder, [step.action for step in steps])
     undo = [step.index for step in steps if step.status in _TO_UNDO]

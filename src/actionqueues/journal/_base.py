@@ -70,13 +70,19 @@ def run_taken(run_id: str) -> JournalError:
     )
 
 
-def _is_number(value: object) -> bool:
+def is_number(value: object) -> bool:
+    """Whether ``value`` is an int or a float (not a bool, which is an int too)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def is_whole(value: object) -> bool:
+    """Whether ``value`` is an int (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_before(before: object, where: str) -> float:
     """A time (seconds since the epoch) given to ``prune()`` or ``runs()``."""
-    if not _is_number(before) or not math.isfinite(before):  # type: ignore[arg-type]
+    if not is_number(before) or not math.isfinite(before):  # type: ignore[arg-type]
         msg = (
             f"{where}(before={before!r}): a time is a number of seconds since the epoch, "
             "e.g. journal.now() - 7 * 86400 for a week ago."
@@ -116,7 +122,7 @@ def check_runs(status: object, name: object, before: object, limit: object) -> N
         raise JournalError(msg)
     if before is not None:
         check_before(before, "runs")
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+    if limit is not None and not (is_whole(limit) and limit >= 0):  # type: ignore[operator]
         msg = f"runs(limit={limit!r}): a limit is a whole number, 0 or more, or None for all."
         raise JournalError(msg)
 
@@ -219,7 +225,7 @@ def new_owner() -> str:
 
 
 def check_lease(lease: object) -> float:
-    if not _is_number(lease) or not MIN_LEASE <= lease <= MAX_LEASE:  # type: ignore[operator]
+    if not is_number(lease) or not MIN_LEASE <= lease <= MAX_LEASE:  # type: ignore[operator]
         msg = (
             f"lease={lease!r}: the lease is a number of seconds from {MIN_LEASE:g} to "
             f"{MAX_LEASE:g} (a day); the default is 30."
@@ -403,8 +409,6 @@ class Journal(abc.ABC):
         """Stop the heartbeat, wait for the writes in flight, and release the journal.
         Writes attempted from now on fail with :class:`JournalError`; their runs are
         left to recovery."""
-        if self._closed.is_set() and self._busy == 0 and self._pool is None:
-            return
         self._closed.set()
         heartbeat = self._heartbeat
         if heartbeat is not None and heartbeat is not threading.current_thread():
@@ -434,8 +438,7 @@ class Journal(abc.ABC):
         """An operation starts: refused once the journal is closed (check and count
         under one lock, so that close() cannot slip in between)."""
         with self._idle:
-            if self._closed.is_set() or self._fork_error is not None:
-                self._refuse()
+            self._check_open()
             self._busy += 1
 
     def _exit(self) -> None:

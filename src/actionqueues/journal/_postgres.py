@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import threading
 import time
 import weakref
@@ -52,6 +51,8 @@ from ._base import (
     StepRow,
     check_prune,
     check_runs,
+    is_number,
+    is_whole,
     lease_lost,
     run_filters,
     run_taken,
@@ -61,6 +62,7 @@ from ._schema import (
     INDEXES,
     ROLLBACK_STATUSES,
     RUN_COLUMNS,
+    SCHEMA_NAME,
     STEP_COLUMNS,
     STEP_COLUMNS_1,
     UNFINISHED_SQL,
@@ -71,7 +73,6 @@ if TYPE_CHECKING:
     import psycopg_pool
 
 SCHEMA_VERSION: Final = 2
-_IDENTIFIER: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")  # with fullmatch: no "x\n"
 _ADVISORY_KEY: Final = 0x61717565  # "aque": serialises schema creation and migration
 _LIBPQ_INT_MAX: Final = 2**31 - 1  # libpq refuses a larger connect_timeout
 
@@ -201,24 +202,19 @@ def _close_dropped(pool: psycopg_pool.ConnectionPool[Any], filter_: Redact | Non
 
 def _checked_parameters(schema: object, pool_size: object, connect_timeout: object) -> None:
     """Refuse, before anything connects, a parameter that could only fail later."""
-    if not isinstance(schema, str) or not _IDENTIFIER.fullmatch(schema):
+    if not isinstance(schema, str) or not SCHEMA_NAME.fullmatch(schema):
         msg = (
             f"schema={schema!r}: a schema name is lower-case letters, digits and "
             "underscores, starting with a letter or underscore, at most 63 characters."
         )
         raise JournalError(msg)
-    if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+    if not is_whole(pool_size) or pool_size < 1:  # type: ignore[operator]
         msg = (
             f"pool_size={pool_size!r}: the most connections the journal opens must be "
             "a whole number, 1 or more."
         )
         raise JournalError(msg)
-    if (
-        isinstance(connect_timeout, bool)
-        or not isinstance(connect_timeout, int | float)
-        or not math.isfinite(connect_timeout)
-        or connect_timeout <= 0
-    ):
+    if not is_number(connect_timeout) or not 0 < connect_timeout < math.inf:  # type: ignore[operator]
         msg = (
             f"connect_timeout={connect_timeout!r}: the seconds to wait for a connection "
             "must be a finite number, more than 0."

@@ -9,6 +9,7 @@ and ``{s}steps``: a backend puts its schema's prefix in place of ``{s}`` (Postgr
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from ._base import UNFINISHED
@@ -35,3 +36,7 @@ UNFINISHED_SQL: Final = "status IN (" + ", ".join(f"'{s}'" for s in UNFINISHED) 
 INDEXES: Final = (
     f"CREATE INDEX IF NOT EXISTS runs_claimable ON {{s}}runs (updated, id) WHERE {UNFINISHED_SQL}",
 )
+
+#: A PostgreSQL journal's schema name (the only identifier its SQL interpolates),
+#: matched whole (``fullmatch``: a trailing newline is no part of a name).
+SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")

@@ -28,6 +28,7 @@ from ._base import (
     StepRow,
     check_prune,
     check_runs,
+    is_number,
     lease_lost,
     run_filters,
     run_taken,
@@ -177,11 +178,7 @@ class SQLiteJournal(Journal):
         if durability not in ("process", "power"):
             msg = f"durability={durability!r}: choose 'process' (the default) or 'power'."
             raise JournalError(msg)
-        if (
-            not isinstance(busy_timeout, int | float)
-            or isinstance(busy_timeout, bool)
-            or not 0 <= busy_timeout <= MAX_LEASE
-        ):
+        if not is_number(busy_timeout) or not 0 <= busy_timeout <= MAX_LEASE:
             msg = (
                 f"busy_timeout={busy_timeout!r}: the seconds to wait for another writer "
                 f"are a number from 0 to {MAX_LEASE:g} (a day; the default is 5)."
@@ -274,24 +271,19 @@ class SQLiteJournal(Journal):
         held: _Connection | None = getattr(self._local, "db", None)
         if held is not None and held.db is not None:
             return held.db
+        # A reader opens the file read-only (and so writes no pragma); close() may run
+        # in another thread (it waits for the statements in flight, and a connection
+        # is never used by two threads at once), hence check_same_thread=False.
+        target = self.path.resolve().as_uri() + "?mode=ro" if self.readonly else self.path
         try:
-            if self.readonly:
-                db = sqlite3.connect(
-                    self.path.resolve().as_uri() + "?mode=ro",
-                    uri=True,
-                    timeout=self._busy_timeout,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
-            else:
-                # check_same_thread=False: close() may run in another thread (it waits
-                # for the statements in flight; a connection is never used by two).
-                db = sqlite3.connect(
-                    self.path,
-                    timeout=self._busy_timeout,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
+            db = sqlite3.connect(
+                target,
+                uri=self.readonly,
+                timeout=self._busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            if not self.readonly:
                 try:
                     db.execute("PRAGMA journal_mode = WAL")
                     sync = "FULL" if self.durability == "power" else "NORMAL"
