@@ -349,6 +349,7 @@ def test_a_worker_waits_for_a_journal_it_cannot_open_yet(tmp_path: Path) -> None
     out, err = worker.communicate(timeout=30)
     assert 0 == worker.returncode, err
     assert out.count("journal unavailable") >= 2
+    assert ".)" not in out  # the reason's own full stop does not end the parenthesis
     assert "trying again in 0.5 s" in out
     assert "trying again in 1 s" in out
     assert "stopped (SIGTERM)" in out

@@ -755,6 +755,7 @@ def test_a_step_whose_record_fails_after_it_ran_leaves_the_run_to_recovery(
         call(kind, q.execute)
     journal.down = 0
     assert "recovery takes it over once the lease expires" in caplog.text
+    assert ".;" not in caplog.text  # the error's own full stop does not end the clause
     assert ["a.execute"] == hooked.calls
     time.sleep(0.5)
     [result] = recover(journal, registry=hooks)

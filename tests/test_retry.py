@@ -290,6 +290,64 @@ def test_testing_switch_covers_retry_exception_backoff(Queue: type) -> None:
     assert 3 == len(calls)
 
 
+def test_testing_attempts_one_is_stamina_set_testing(Queue: type) -> None:
+    """E5: set_testing(attempts=1), stamina's meaning: no retries at all, and restored."""
+    flaky = Flaky(2)
+    q = Queue(retry=RetryPolicy(on=Boom, attempts=5, wait_initial=30))
+    q.add(flaky)
+    with actionqueues.set_testing(attempts=1), pytest.raises(Boom, match="call 1"):
+        q.execute()
+    assert 1 == flaky.calls
+    assert 1 == q.report.steps[0].attempts
+    assert not actionqueues.is_testing()
+    again = Flaky(2)
+    q = Queue(retry=RetryPolicy(on=Boom, attempts=5, wait_initial=30, wait_jitter=0))
+    q.add(again)
+    with actionqueues.set_testing():  # the attempts of the policy are back
+        q.execute()
+    assert 3 == again.calls
+
+
+def test_testing_attempts_replace_or_cap_the_policy(Queue: type) -> None:
+    """E5: attempts=N replaces each policy's attempts; cap=True only lowers them."""
+
+    def calls(policy_attempts: int, **testing: object) -> int:
+        flaky = Flaky(10)
+        q = Queue(retry=RetryPolicy(on=Boom, attempts=policy_attempts))
+        q.add(flaky)
+        with actionqueues.set_testing(**testing), pytest.raises(Boom):  # type: ignore[arg-type]
+            q.execute()
+        return flaky.calls
+
+    assert 4 == calls(2, attempts=4)
+    assert 2 == calls(2, attempts=4, cap=True)
+    assert 3 == calls(6, attempts=3, cap=True)
+    assert 6 == calls(6)
+
+
+def test_testing_attempts_limit_retry_exceptions_without_policy(Queue: type) -> None:
+    """E5: under set_testing(attempts=N), 0.8.2's endless ActionRetryException stops too."""
+    tries = []
+
+    def always_retry() -> None:
+        tries.append(1)
+        raise ActionRetryException(ms_backoff=60_000)
+
+    q = Queue()
+    q.add(always_retry)
+    with actionqueues.set_testing(attempts=3), pytest.raises(ActionRetryException):
+        q.execute()
+    assert 3 == len(tries)
+
+
+@pytest.mark.parametrize("attempts", [0, -1, 1.5, True, "2"])
+def test_testing_attempts_must_be_a_positive_whole_number(attempts: object) -> None:
+    """E5: set_testing(attempts=) that is not a whole number >= 1 is refused, nothing set."""
+    with pytest.raises(InvalidPolicyError, match="attempts must be a whole number"):
+        actionqueues.set_testing(attempts=attempts)  # type: ignore[arg-type]
+    assert not actionqueues.is_testing()
+
+
 def test_real_waits_are_slept(Queue: type) -> None:
     """E5: outside testing mode the computed wait is really slept."""
     flaky = Flaky(1)

@@ -7,7 +7,7 @@ The public API lives here; the 0.8.2 modules (``actionqueues.actionqueue``,
 
 import typing as _typing
 
-from . import action, actionqueue, aqstatemachine, exceptionfactory, journal
+from . import _durable, _events, action, actionqueue, aqstatemachine, exceptionfactory, journal
 from ._action import Action, ActionLike, FunctionAction
 from ._durable import (
     Registry,
@@ -16,7 +16,6 @@ from ._durable import (
     current_step,
     durable,
     idempotency_key,
-    registry,
 )
 from ._engine import StepOptions, report_of
 from ._errors import (
@@ -32,7 +31,6 @@ from ._errors import (
 )
 from ._events import (
     Event,
-    Listener,
     LoggingListener,
     RollbackFailed,
     RunFinished,
@@ -59,6 +57,24 @@ if _typing.TYPE_CHECKING:
     from ._aio import AsyncActionQueue
 
 __version__ = "1.0.0.dev0"
+
+# Assigned here, not imported: autodoc reads the ``#:`` comment of the module the
+# reference names, and that is this one.
+
+#: The type of a listener, any callable that takes one :class:`Event`.
+#:
+#: What it returns is ignored. Give it an ``events`` attribute, an event class or
+#: a collection of them, to receive only those (a base class such as
+#: :class:`StepEvent` stands for all its subclasses). A listener is called
+#: synchronously, in the thread (or event loop) that runs the queue; one that
+#: raises is logged and ignored.
+Listener: _typing.TypeAlias = _events.Listener
+
+#: The default :class:`Registry`, where :func:`durable` registers action classes.
+#:
+#: Durable queues and :func:`recover` look names up there unless given
+#: ``registry=``.
+registry: _typing.Final = _durable.registry
 
 __all__ = [
     "AQStateMachine",

@@ -11,16 +11,35 @@ T_co = TypeVar("T_co", covariant=True)
 
 @runtime_checkable
 class ActionLike(Protocol):
-    """Anything with ``execute()`` and ``rollback()`` is an action (rule S9).
+    """Anything with ``execute()`` and ``rollback()`` methods is an action.
+
+    A protocol for type hints and ``isinstance`` checks; nothing needs to inherit
+    from it. Subclass :class:`Action` for methods that do nothing by default.
 
     .. versionadded:: 1.0
     """
 
     def execute(self) -> object:
-        """Do the step's work; raise to fail it."""
+        """Do the step's work; raise to fail it.
+
+        Raise :class:`ActionRetryException` to be called again; any other exception
+        fails the step (unless a retry policy retries it) and stops the queue.
+
+        Returns:
+            Anything, kept on the report (``StepReport.result``). An
+            ``AsyncActionQueue`` awaits an awaitable first; ``ActionQueue`` refuses a
+            coroutine.
+        """
 
     def rollback(self) -> object:
-        """Undo what ``execute`` did, as far as it got."""
+        """Undo what ``execute`` did, as far as it got.
+
+        Called for a step whose ``execute`` was called, the one that raised included,
+        so it must tolerate a step that did only part of its work, or none.
+
+        Returns:
+            Anything; it is ignored (an ``AsyncActionQueue`` awaits an awaitable).
+        """
 
 
 class Action:
@@ -31,18 +50,25 @@ class Action:
     """
 
     def execute(self) -> object:
-        """Execute this action.
+        """Execute this action; the base class does nothing.
 
         Save state on the object to allow for rollback of side-effects. Raise
-        ``ActionRetryException`` to be called again, any other exception to fail.
+        :class:`ActionRetryException` to be called again, any other exception to fail.
+
+        Returns:
+            What the step returns, kept on the report (``StepReport.result``);
+            None here.
         """
         return None
 
     def rollback(self) -> object:
-        """Roll back the side-effects of the action.
+        """Roll back the side-effects of the action; the base class does nothing.
 
         Called when a later action in the queue fails, or this action's own
         ``execute`` raised: rollbacks must tolerate a step that got only part way.
+
+        Returns:
+            Anything; the queue ignores it. None here.
         """
         return None
 

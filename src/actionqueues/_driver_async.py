@@ -48,10 +48,17 @@ class AsyncDriver(Engine):
 
         An exception other than ``ActionRetryException`` propagates unchanged (the very
         object the action raised) once any retry policy has given up; the action
-        that raised it counts as executed, so :meth:`rollback` covers it.
+        that raised it counts as executed, so :meth:`rollback` covers it. Nothing is
+        rolled back here: call :meth:`rollback`, or use :meth:`run`.
 
         Raises:
+            BaseException: Whatever the failed action raised (KeyboardInterrupt and
+                cancellation included), once its retry policy, if any, gave up.
             LifecycleError: The queue was already executed.
+            JournalError: A durable queue's journal could not record a step before
+                its call (the call is not made) or the run's end.
+            LeaseLostError: Another process took the durable run over.
+            StateError: A durable action's state could not be written as JSON.
         """
         actions = self._begin_execute()
         done = self._results
@@ -138,6 +145,12 @@ class AsyncDriver(Engine):
             RollbackError: In strict mode, when any rollback failed.
             BaseException: A KeyboardInterrupt, SystemExit or cancellation raised by a
                 rollback, once the other rollbacks are done.
+            LeaseLostError: Another process took the durable run over; the rollback
+                stops, and that process finishes it.
+            JournalError: A durable queue created with ``recovery="resume"`` could
+                not record the start of a step's rollback; the rollback stops there,
+                and recovery takes the run over. (Other journal failures during
+                rollback are logged, and the rollback goes on.)
         """
         actions = self._actions
         indices = self._begin_rollback()

@@ -148,11 +148,15 @@ def _default_decoder(cls: type) -> Callable[[JSONState], Any]:
 class Registry:
     """Names for durable action classes.
 
-    A durable queue refuses, at ``add()``, an action whose class is not registered
-    (D11); recovery rebuilds actions only from registered names (D8). An action's
-    state is, by default, its dataclass fields or its attribute dict, as JSON; a class
-    can define ``to_state()`` and a classmethod ``from_state(state)`` instead, or the
-    registration can pass ``encode=`` and ``decode=``.
+    A durable queue refuses, at ``add()``, an action whose class is not registered;
+    recovery rebuilds actions only from registered names, and never unpickles. An
+    action's state is, by default, its dataclass fields or its attribute dict, as
+    JSON; a class can define ``to_state()`` and a classmethod ``from_state(state)``
+    instead, or the registration can pass ``encode=`` and ``decode=``.
+
+    Most programs use the default one, :data:`registry`, through :func:`durable`;
+    a registry of your own is passed as ``registry=`` to the queue and to
+    :func:`recover`.
 
     .. versionadded:: 1.0
     """
@@ -171,9 +175,31 @@ class Registry:
     ) -> Any:
         """Register ``cls`` under ``name``; without ``cls``, a class decorator.
 
+        Registering a class again under the same name is allowed; the last
+        ``encode`` and ``decode`` given are kept.
+
+        Args:
+            name: The name journals store for the class: unique in this registry,
+                and stable across processes and releases (recovery looks it up).
+            cls: The action class (with ``execute`` and ``rollback``). Left out,
+                ``register`` returns a decorator that registers the class it is
+                applied to.
+            encode: Takes an action and returns its state as JSON data (dicts,
+                lists, str, int, float, bool, None); by default ``to_state()`` if
+                the class has it, else its dataclass fields or attribute dict.
+            decode: Takes that JSON data and returns the action rebuilt; by default
+                the class's ``from_state(state)`` if it has one, else an instance
+                made without calling ``__init__``, with the state's keys as its
+                attributes.
+
+        Returns:
+            ``cls``, registered; without ``cls``, the decorator.
+
         Raises:
-            InvalidActionError: ``name`` is taken by another class, or ``cls`` is
-                not a class with ``execute`` and ``rollback``.
+            InvalidActionError: ``name`` is empty or not a string; or (when the
+                decorator is applied, without ``cls``) ``name`` is taken by another
+                class, the class has no ``execute`` and ``rollback``, or
+                ``encode``/``decode`` is not a plain function.
         """
         if not isinstance(name, str) or not name:
             msg = f"register({name!r}): the name must be a non-empty string."
@@ -214,11 +240,23 @@ class Registry:
         return add if cls is None else add(cls)
 
     def name_of(self, action: object) -> str | None:
-        """The name ``action``'s class is registered under, or None."""
+        """The name under which ``action``'s class is registered.
+
+        Args:
+            action: An action object.
+
+        Returns:
+            The name, or None when its class (exactly that class, not a base class)
+            is not registered.
+        """
         return self._by_type.get(type(action))
 
     def names(self) -> list[str]:
-        """Every registered name, sorted."""
+        """Every registered name.
+
+        Returns:
+            The names, sorted.
+        """
         return sorted(self._by_name)
 
     def encode(self, name: str, action: object, *, exact: bool = False) -> str:
@@ -230,9 +268,13 @@ class Registry:
             exact: Also refuse a state that JSON would bring back changed (a tuple as
                 a list, an int key as a string): ``add()`` checks it once.
 
+        Returns:
+            The state as compact JSON text, keys sorted.
+
         Raises:
-            StateError: The state is not JSON (a set, an object, NaN...), its encoder
-                failed, or (``exact``) it would not come back as it is.
+            StateError: ``name`` is not registered, the state is not JSON (a set, an
+                object, NaN...), its encoder failed, or (``exact``) it would not come
+                back as it is.
         """
         try:
             state = self._by_name[name].encode(action)
@@ -273,6 +315,13 @@ class Registry:
     def decode(self, name: str, text: str) -> object:
         """Rebuild the action registered as ``name`` from its JSON state.
 
+        Args:
+            name: The name the action's class is registered under.
+            text: The state, as JSON text (what :meth:`encode` returned).
+
+        Returns:
+            The rebuilt action.
+
         Raises:
             KeyError: ``name`` is not registered.
             StateError: The state cannot be read back.
@@ -298,6 +347,31 @@ def durable(
     decode: Callable[[JSONState], Any] | None = None,
 ) -> Callable[[T], T]:
     """Class decorator: register an action class under ``name`` in the default registry.
+
+    Durable queues accept only actions whose class is registered, and recovery
+    rebuilds them by that name::
+
+        @actionqueues.durable("create-user")
+        @dataclass
+        class CreateUser(actionqueues.Action):
+            email: str
+            user_id: int | None = None
+
+    Args:
+        name: The name journals store for the class: unique, and stable across
+            processes and releases.
+        encode: The state's encoder, in place of the default (see
+            :meth:`Registry.register`).
+        decode: The state's decoder, in place of the default.
+
+    Returns:
+        The decorator, which returns the class unchanged.
+
+    Raises:
+        InvalidActionError: ``name`` is empty or not a string; or, when the
+            decorator is applied, ``name`` is taken by another class, the class has
+            no ``execute`` and ``rollback``, or ``encode``/``decode`` is not a plain
+            function.
 
     .. versionadded:: 1.0
     """
@@ -329,7 +403,10 @@ class StepContext(NamedTuple):
 
     @property
     def key(self) -> str:
-        """The step's idempotency key: the same across retries, rollback and recovery."""
+        """The step's idempotency key, the same across retries, rollback and recovery.
+
+        It is ``"<run id>/<step index>"``; see :func:`idempotency_key`.
+        """
         return f"{self.run_id}/{self.index}"
 
 
@@ -338,6 +415,10 @@ _CURRENT: ContextVar[StepContext | None] = ContextVar("actionqueues_step", defau
 
 def current_step() -> StepContext:
     """The durable step whose ``execute`` or ``rollback`` is running now.
+
+    Returns:
+        The step's run id, index, name, phase, attempt and claim; its
+        :attr:`StepContext.key`.
 
     Raises:
         LookupError: Not called from inside a durable queue's action.
@@ -355,8 +436,17 @@ def current_step() -> StepContext:
 
 
 def idempotency_key() -> str:
-    """The running durable step's idempotency key (D6): pass it to payment APIs and
-    the like, so that a step executed again after a crash is not applied twice.
+    """The running durable step's idempotency key.
+
+    Pass it to payment APIs and the like, so that a step executed again after a
+    crash (or retried) is not applied twice. It is the same for a step's every
+    attempt, its rollback, and its recovery: ``"<run id>/<step index>"``.
+
+    Returns:
+        The key, ``current_step().key``.
+
+    Raises:
+        LookupError: Not called from inside a durable queue's action.
 
     .. versionadded:: 1.0
     """

@@ -134,7 +134,16 @@ _SETTLED: Final = (_EXECUTED, _FAILED, _ROLLED_BACK)
 
 
 class StepOptions(TypedDict, total=False):
-    """The keyword options of ``add()``.
+    """The keyword options of ``add()`` and ``add_parallel()``; every one may be left out.
+
+    Attributes:
+        name: The step's name in reports, events and the journal; by default the
+            function's name, or the action's class name.
+        retry: The retry policy of this step's ``execute``, in place of the queue's.
+        rollback_retry: The retry policy of this step's ``rollback``, in place of
+            the queue's.
+        timeout: :class:`AsyncActionQueue` only: seconds each call of this step's
+            ``execute`` may take, in place of the queue's ``timeout``.
 
     .. versionadded:: 1.0
     """
@@ -357,17 +366,26 @@ class Engine:
 
         Args:
             action: An object with ``execute()`` and ``rollback()`` methods, or a
-                function to call as the step's execute.
-            rollback: With a function ``action``: the function that undoes it.
+                function, called with no arguments, as the step's execute.
+            rollback: With a function ``action``: the function, called with no
+                arguments, that undoes it; None (the default): nothing to undo.
             **options: Keywords of :class:`StepOptions`: ``name`` (the step's name
                 in reports and events), ``retry`` (the retry policy for this step's
-                ``execute``, overriding the queue's) and ``rollback_retry`` (for its
-                ``rollback``).
+                ``execute``, overriding the queue's), ``rollback_retry`` (for its
+                ``rollback``) and, for :class:`AsyncActionQueue`, ``timeout``
+                (seconds each call of its ``execute`` may take).
 
         Raises:
-            InvalidActionError: ``action`` cannot be run as an action.
+            InvalidActionError: ``action`` cannot be run as an action (a class, an
+                object without both methods, ``rollback=`` with an action object, an
+                ``async def`` function or method given to ``ActionQueue``), or, in a
+                durable queue, its class is not registered.
             InvalidPolicyError: ``retry`` or ``rollback_retry`` is not a RetryPolicy.
-            InvalidArgumentError: An unknown option, or a name that is not a string.
+            InvalidArgumentError: An unknown option, a name that is not a string,
+                or a ``timeout`` that is not a positive number of seconds (or given
+                to ``ActionQueue``).
+            StateError: In a durable queue, the action's state cannot be written as
+                JSON, or would not come back the same.
             LifecycleError: The queue has already started executing.
         """
         # ``**options`` rather than keyword-only parameters: CPython calls a function
@@ -914,6 +932,9 @@ class Engine:
     def report(self) -> RunReport:
         """What has happened so far to the run and to each of its steps.
 
+        Each read takes a new snapshot, a :class:`RunReport`, which does not change
+        afterwards: read it again to see later progress.
+
         .. versionadded:: 1.0
         """
         state = self._state
@@ -1040,7 +1061,17 @@ class Engine:
 
 
 def report_of(error: BaseException) -> RunReport | None:
-    """The report of the ``run()`` that raised ``error``, or None.
+    """The report of the ``run()`` that raised ``error``.
+
+    ``run()`` attaches its report to the exception it re-raises after rolling back;
+    this reads it back, for code that catches the exception away from the queue.
+
+    Args:
+        error: An exception, typically one caught from ``queue.run()``.
+
+    Returns:
+        The report of that run, after its rollback; None when ``error`` did not
+        come out of a queue's ``run()`` (from ``execute()``, say).
 
     .. versionadded:: 1.0
     """

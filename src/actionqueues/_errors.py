@@ -1,6 +1,7 @@
 """Errors raised by actionqueues.
 
-The hierarchy::
+The hierarchy (``StateError`` lives in ``_durable``, the journal's two in
+``journal._base``)::
 
     Exception
     ├── ActionRetryException            an action asks to be called again (0.8.2)
@@ -8,15 +9,19 @@ The hierarchy::
         ├── LifecycleError              (also AssertionError) a method called out of order
         ├── InvalidArgumentError        (also TypeError, ValueError) bad input
         │   ├── InvalidActionError      add() was given something that is not an action
-        │   ├── InvalidPolicyError      a bad retry policy
+        │   ├── InvalidPolicyError      a bad retry policy (or a predicate's bad answer)
         │   ├── InvalidListenerError    a listener that cannot be called
         │   └── InvalidBackoffError     an action raised ActionRetryException(bad ms_backoff)
+        ├── StateError                  (also ValueError) a durable action's state is not JSON
+        ├── JournalError                the journal cannot be opened, read or written
+        │   └── LeaseLostError          a recoverer took the run over
         └── RollbackError               (also ExceptionGroup) strict mode: rollbacks failed
 
 Bad arguments are refused before any action runs; only ``InvalidBackoffError`` (and a
 retry predicate's bad answer) can arise while a queue runs, and then it fails the step
-that caused it. The user's own exceptions are never wrapped: they propagate as the
-very objects the actions raised.
+that caused it; and, in a durable queue, a ``StateError`` or a ``JournalError``, which
+stops the run. The user's own exceptions are never wrapped: they propagate as the very
+objects the actions raised.
 """
 
 from __future__ import annotations
@@ -56,7 +61,10 @@ class ActionRetryException(Exception):
 
 
 class ActionQueueError(Exception):
-    """Base class of every error raised by actionqueues itself."""
+    """Base class of every error raised by actionqueues itself.
+
+    .. versionadded:: 1.0
+    """
 
 
 class LifecycleError(ActionQueueError, AssertionError):
@@ -64,30 +72,59 @@ class LifecycleError(ActionQueueError, AssertionError):
 
     It is an ``AssertionError`` because 0.8.2 signalled these with ``assert``; unlike an
     ``assert`` it is raised under ``python -O`` too.
+
+    .. versionadded:: 1.0
     """
 
 
 class InvalidArgumentError(ActionQueueError, TypeError, ValueError):
-    """An argument is of the wrong type or out of range; the message names the fix."""
+    """An argument is of the wrong type or out of range; the message names the fix.
+
+    .. versionadded:: 1.0
+    """
 
 
 class InvalidActionError(InvalidArgumentError):
-    """``add()`` was given an object that cannot be run as an action."""
+    """An object cannot be run as an action, or registered as a durable one.
+
+    Raised by ``add()`` (and ``add_parallel()``), by :meth:`Registry.register` and
+    :func:`durable`, before anything runs.
+
+    .. versionadded:: 1.0
+    """
 
 
 class InvalidPolicyError(InvalidArgumentError):
-    """A retry policy's argument is out of range or of the wrong type."""
+    """A retry policy's argument is out of range or of the wrong type.
+
+    Also raised while a queue runs when a retry predicate returns an unusable answer;
+    it then fails the step (or its rollback) whose exception was being judged.
+
+    .. versionadded:: 1.0
+    """
 
 
 class InvalidListenerError(InvalidArgumentError):
-    """A listener is not callable, or subscribes to something that is not an event."""
+    """A listener is not callable, or subscribes to something that is not an event.
+
+    .. versionadded:: 1.0
+    """
 
 
 class InvalidBackoffError(InvalidArgumentError):
     """An action raised ``ActionRetryException`` with an unusable ``ms_backoff``.
 
+    It fails the step (or the rollback) whose action raised it, like any failure of
+    that call, and is not retried.
+
+    Args:
+        message: What was wrong, and what to pass instead.
+        step: The name of the step whose action raised it.
+
     Attributes:
         step: The name of the step whose action raised it.
+
+    .. versionadded:: 1.0
     """
 
     def __init__(self, message: str, step: str = "") -> None:
@@ -101,9 +138,21 @@ class InvalidBackoffError(InvalidArgumentError):
 class RollbackError(ActionQueueError, ExceptionGroup[Exception]):
     """Strict mode: one or more rollbacks failed after every rollback was tried.
 
-    ``exceptions`` holds the rollback failures, latest step first (the order they were
-    rolled back in); ``report`` the run's report. When raised by ``run()``, the
-    execution failure that caused the rollback is its ``__cause__``.
+    Raised by ``rollback()`` and ``run()`` of a queue created with ``strict=True``,
+    once every rollback has been tried. Its ``__cause__`` is the execution failure
+    that led to the rollback, if execution failed.
+
+    Args:
+        message: The run's summary.
+        exceptions: The rollback failures, latest step first (the order they were
+            rolled back in).
+        report: The run's report.
+
+    Attributes:
+        exceptions: The rollback failures, as given.
+        report: The run's report, or None.
+
+    .. versionadded:: 1.0
     """
 
     report: RunReport | None

@@ -37,9 +37,14 @@ class Event:
 class StepEvent(Event):
     """Base of the events about one step.
 
+    Subscribe to it (``events = (StepEvent,)``) to receive every step event.
+
     Attributes:
+        queue: The queue's name, or None.
         step: The step's name.
         index: The step's position, from 0.
+
+    .. versionadded:: 1.0
     """
 
     step: str
@@ -48,7 +53,17 @@ class StepEvent(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StepStarted(StepEvent):
-    """An ``execute`` or ``rollback`` call is about to be made (once per attempt)."""
+    """An ``execute`` or ``rollback`` call is about to be made (once per attempt).
+
+    Attributes:
+        queue: The queue's name, or None.
+        step: The step's name.
+        index: The step's position, from 0.
+        phase: Which method is about to be called.
+        attempt: The call's number in this phase, from 1.
+
+    .. versionadded:: 1.0
+    """
 
     phase: Phase
     attempt: int
@@ -56,7 +71,19 @@ class StepStarted(StepEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StepSucceeded(StepEvent):
-    """``execute`` returned."""
+    """``execute`` returned.
+
+    Attributes:
+        queue: The queue's name, or None.
+        step: The step's name.
+        index: The step's position, from 0.
+        attempt: The number of the call that returned, from 1.
+        result: What ``execute`` returned.
+        duration: Seconds since the step's first attempt started, retries and
+            waits included.
+
+    .. versionadded:: 1.0
+    """
 
     attempt: int
     result: object
@@ -65,7 +92,21 @@ class StepSucceeded(StepEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StepRetrying(StepEvent):
-    """A call failed and will be made again after ``wait`` seconds."""
+    """A call failed and will be made again after ``wait`` seconds.
+
+    Attributes:
+        queue: The queue's name, or None.
+        step: The step's name.
+        index: The step's position, from 0.
+        phase: Which method failed.
+        attempt: The number of the call that failed, from 1.
+        error: What it raised.
+        wait: Seconds until the next call, as the policy (or the
+            ``ActionRetryException``) decided; under :func:`set_testing` the wait is
+            skipped, but still reported here.
+
+    .. versionadded:: 1.0
+    """
 
     phase: Phase
     attempt: int
@@ -75,7 +116,17 @@ class StepRetrying(StepEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StepFailed(StepEvent):
-    """``execute`` failed for good; the run stops here."""
+    """``execute`` failed for good; the run stops here.
+
+    Attributes:
+        queue: The queue's name, or None.
+        step: The step's name.
+        index: The step's position, from 0.
+        attempt: The number of calls made, the failed one included.
+        error: What the step's last call raised.
+
+    .. versionadded:: 1.0
+    """
 
     attempt: int
     error: BaseException
@@ -83,7 +134,18 @@ class StepFailed(StepEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StepRolledBack(StepEvent):
-    """``rollback`` returned."""
+    """``rollback`` returned.
+
+    Attributes:
+        queue: The queue's name, or None.
+        step: The step's name.
+        index: The step's position, from 0.
+        attempt: The number of the call that returned, from 1.
+        duration: Seconds since the step's first rollback attempt started, retries
+            and waits included.
+
+    .. versionadded:: 1.0
+    """
 
     attempt: int
     duration: float
@@ -91,7 +153,17 @@ class StepRolledBack(StepEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RollbackFailed(StepEvent):
-    """``rollback`` failed for good; rollback goes on with the earlier steps."""
+    """``rollback`` failed for good; rollback goes on with the earlier steps.
+
+    Attributes:
+        queue: The queue's name, or None.
+        step: The step's name.
+        index: The step's position, from 0.
+        attempt: The number of calls made, the failed one included.
+        error: What the last call raised (recorded on the report, and logged).
+
+    .. versionadded:: 1.0
+    """
 
     attempt: int
     error: BaseException
@@ -99,7 +171,14 @@ class RollbackFailed(StepEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunFinished(Event):
-    """``execute()`` or ``rollback()`` has ended; ``report.status`` says how."""
+    """``execute()`` or ``rollback()`` has ended; ``report.status`` says how.
+
+    Attributes:
+        queue: The queue's name, or None.
+        report: The run's report at that moment.
+
+    .. versionadded:: 1.0
+    """
 
     report: RunReport
 

@@ -149,15 +149,30 @@ class AQStateMachine:
         self.state = to
 
     def transition_to_add(self) -> None:
-        """Record an ``add()``."""
+        """Record an ``add()``: from ``INIT`` or ``ADD``, to ``ADD``.
+
+        Raises:
+            LifecycleError: The queue has started executing, or ``state`` is not one
+                of the ``AQStateMachine_*`` states.
+        """
         self._move("add", AQStateMachine_ADD)
 
     def transition_to_execute(self) -> None:
-        """Record the start of ``execute()``."""
+        """Record the start of ``execute()``: from ``ADD``, to ``EXECUTE``.
+
+        Raises:
+            LifecycleError: Nothing was added yet (0.8.2 needed an ``add()`` first),
+                the queue was already executed, or ``state`` is not one of the
+                ``AQStateMachine_*`` states.
+        """
         self._move("execute", AQStateMachine_EXECUTE)
 
     def transition_to_execute_complete(self) -> None:
-        """Record that ``execute()`` finished without an exception."""
+        """Record that ``execute()`` finished without an exception: to ``EXECUTE_COMPLETE``.
+
+        Raises:
+            LifecycleError: The state is not ``EXECUTE``.
+        """
         if self.state != AQStateMachine_EXECUTE:
             msg = (
                 "transition_to_execute_complete() is only valid while executing; "
@@ -167,11 +182,20 @@ class AQStateMachine:
         self.state = AQStateMachine_EXECUTE_COMPLETE
 
     def transition_to_rollback(self) -> None:
-        """Record the start of ``rollback()``."""
+        """Record the start of ``rollback()``: from ``EXECUTE`` or ``EXECUTE_COMPLETE``.
+
+        Raises:
+            LifecycleError: The queue was not executed, was already rolled back, or
+                ``state`` is not one of the ``AQStateMachine_*`` states.
+        """
         self._move("rollback", AQStateMachine_ROLLBACK)
 
     def transition_to_rollback_complete(self) -> None:
-        """Record that ``rollback()`` finished."""
+        """Record that ``rollback()`` finished: to ``ROLLBACK_COMPLETE``.
+
+        Raises:
+            LifecycleError: The state is not ``ROLLBACK``.
+        """
         if self.state != AQStateMachine_ROLLBACK:
             msg = (
                 "transition_to_rollback_complete() is only valid while rolling back; "

@@ -40,7 +40,7 @@ class Recovered(NamedTuple):
 
     Attributes:
         run_id: The run's id in the journal.
-        name: The queue's name.
+        name: The queue's name, or None.
         outcome: ``rolled_back``, ``rollback_failed``, ``completed`` (resumed to the
             end), ``skipped`` (left untouched: see ``problem``), ``lost`` (another
             recoverer took it over midway), or ``interrupted`` (its journal failed
@@ -72,16 +72,38 @@ def recover(
 ) -> list[Recovered]:
     """Finish every interrupted run in ``journal``; one result per run claimed.
 
-    A run whose action names are not in ``registry``, or whose state cannot be read
-    back, is left untouched and reported as ``skipped`` (D8).
+    An interrupted run is an unfinished one whose lease has expired: its owner died,
+    or dropped its queue unfinished. Each is claimed atomically (two recoverers never
+    take the same run), then rolled back (every step whose execute was called, latest
+    first, the one that was executing included), or, for a queue created with
+    ``recovery="resume"`` that was still executing, executed on from the step that
+    was executing. A run whose action names are not in ``registry``, or whose state
+    cannot be read back, is left untouched and reported as ``skipped``.
+
+    A failure of a resumed step is not raised: the run is rolled back, and its
+    result says so.
 
     Args:
-        journal: Where the runs are.
+        journal: Where the runs are; opened to write.
         registry: Where action names are looked up; the default registry if None.
         listeners: Listeners for the recovered runs' events.
         retry: Retry policy for resumed steps' execute (policies are not journaled).
         rollback_retry: Retry policy for the rollbacks recovery makes.
-        limit: Stop after this many runs.
+        limit: Stop after this many runs; None (the default) for no limit.
+
+    Returns:
+        What happened to each run claimed, in the order they were claimed; empty
+        when no run was interrupted.
+
+    Raises:
+        InvalidArgumentError: ``journal`` is not a journal, ``registry`` not a
+            :class:`Registry`, or ``limit`` not a whole number of at least 0.
+        InvalidPolicyError: ``retry`` or ``rollback_retry`` is not a
+            :class:`RetryPolicy`.
+        InvalidListenerError: A listener is not callable, or subscribes to
+            something that is not an event.
+        JournalError: The journal is closed, read-only, or cannot be read or
+            written.
 
     .. versionadded:: 1.0
     """
@@ -106,8 +128,32 @@ def recovering(
     rollback_retry: RetryPolicy | None = None,
     limit: int | None = None,
 ) -> Iterator[Recovered]:
-    """Like :func:`recover`, one result at a time, as each run is finished (for
-    progress reports).
+    """Like :func:`recover`, one result at a time, as each run is finished.
+
+    For progress reports. Nothing happens until the first result is asked for: then
+    the arguments are checked (the errors below are raised from there), before any
+    run is claimed; each next run is claimed only when its result is asked for.
+
+    Args:
+        journal: Where the runs are; opened to write.
+        registry: Where action names are looked up; the default registry if None.
+        listeners: Listeners for the recovered runs' events.
+        retry: Retry policy for resumed steps' execute (policies are not journaled).
+        rollback_retry: Retry policy for the rollbacks recovery makes.
+        limit: Stop after this many runs; None (the default) for no limit.
+
+    Yields:
+        What happened to each run, as it is finished.
+
+    Raises:
+        InvalidArgumentError: ``journal`` is not a journal, ``registry`` not a
+            :class:`Registry`, or ``limit`` not a whole number of at least 0.
+        InvalidPolicyError: ``retry`` or ``rollback_retry`` is not a
+            :class:`RetryPolicy`.
+        InvalidListenerError: A listener is not callable, or subscribes to
+            something that is not an event.
+        JournalError: The journal is closed, read-only, or cannot be read or
+            written.
 
     .. versionadded:: 1.0
     """

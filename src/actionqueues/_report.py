@@ -9,7 +9,10 @@ from typing import NamedTuple, cast
 
 
 class Phase(enum.StrEnum):
-    """Which method of an action a step event or attempt belongs to."""
+    """Which method of an action a step event or attempt belongs to.
+
+    .. versionadded:: 1.0
+    """
 
     EXECUTE = "execute"
     ROLLBACK = "rollback"
@@ -18,7 +21,10 @@ class Phase(enum.StrEnum):
 class StepStatus(enum.StrEnum):
     """Where one step is.
 
-    ``FAILED`` steps count as executed: rollback covers them (rule S3).
+    ``FAILED`` steps count as executed: rollback covers them (their ``execute`` was
+    called, and may have done part of its work).
+
+    .. versionadded:: 1.0
     """
 
     PENDING = "pending"
@@ -35,6 +41,8 @@ class RunStatus(enum.StrEnum):
 
     ``FAILED`` means execution stopped at a failure and nothing has been rolled back
     yet (``execute()`` raised and ``rollback()`` has not been called).
+
+    .. versionadded:: 1.0
     """
 
     PENDING = "pending"
@@ -88,7 +96,22 @@ class RunReport:
     """What happened to a run and every one of its steps.
 
     A report is a snapshot taken when it is asked for; its per-step part is built on
-    first use, so a report nobody reads costs next to nothing.
+    first use, so a report nobody reads costs next to nothing. Queues build reports
+    (:attr:`ActionQueue.report`, ``run()``'s result, :func:`report_of`); there is no
+    need to make one by hand.
+
+    Args:
+        name: The queue's name, or None.
+        status: The run's outcome so far.
+        steps: The steps' reports, or a function that builds them on first use.
+        total: The number of steps in the run.
+        error: The exception that stopped execution, or None.
+        duration: Seconds the run took, or None when not measured.
+        failed: The index and name of the step whose failure stopped execution, or
+            None.
+        rolled_back: How many steps' rollbacks have been tried so far.
+        rollback_failures: The name of each step whose rollback failed for good,
+            with its exception, in the order the steps were rolled back.
 
     Attributes:
         name: The queue's name, if it was given one.
@@ -181,9 +204,10 @@ class RunReport:
 
     @property
     def cancelled(self) -> bool:
-        """True when execution was stopped by a cancellation: the task running an
-        ``AsyncActionQueue`` was cancelled (``CancelledError``), or a sync queue got
-        a ``KeyboardInterrupt``.
+        """True when execution was stopped by a cancellation or an interrupt.
+
+        That is, the task running an ``AsyncActionQueue`` was cancelled
+        (``CancelledError``), or a step got a ``KeyboardInterrupt``.
 
         .. versionadded:: 1.0
         """
@@ -223,7 +247,12 @@ class RunReport:
         )
 
     def summary(self) -> str:
-        """One line saying how the run ended."""
+        """One line saying how the run ended.
+
+        Returns:
+            The line, for instance
+            ``run 'signup': step 2 of 3 ('charge') failed with ValueError; rolled back 2 steps``.
+        """
         label = f"run {self.name!r}" if self.name else "run"
         if self._failed is None:
             head = f"{label} {self.status.value.replace('_', ' ')}"
@@ -244,8 +273,16 @@ class RunReport:
         return head
 
     def format(self) -> str:
-        """A table of the steps, one line each, under the summary (a parallel group's
-        members are marked with the number of the group's first step)."""
+        """A table of the steps, one line each, under the summary; also ``str(report)``.
+
+        A parallel group's members are marked with the number of the group's first
+        step, in brackets.
+
+        Returns:
+            The :meth:`summary` line, then a header row, then one row per step with
+            its number, name, status, tries, rollback tries, seconds, and the error,
+            if any.
+        """
         rows = [("#", "step", "status", "tries", "undos", "seconds", "detail")]
         for s in self.steps:
             timed = [d for d in (s.duration, s.rollback_duration) if d is not None]

@@ -26,6 +26,10 @@ RetryOn: TypeAlias = type[Exception] | tuple[type[Exception], ...] | RetryPredic
 Duration: TypeAlias = float | timedelta
 
 _testing = False
+#: Under :func:`set_testing`, the attempts every retry gets, if it was given some, and
+#: whether that caps a policy's own attempts (else it replaces them).
+_testing_attempts: int | None = None
+_testing_cap = False
 #: The longest retry wait: a year. (``time.sleep`` itself fails well before
 #: ``threading.TIMEOUT_MAX``, its deadline being now plus the wait.)
 _LONGEST_WAIT: Final = 365 * 24 * 3600.0
@@ -36,7 +40,7 @@ class _Testing:
 
     __slots__ = ("_previous",)
 
-    def __init__(self, previous: bool) -> None:
+    def __init__(self, previous: tuple[bool, int | None, bool]) -> None:
         self._previous = previous
 
     def __enter__(self) -> None:
@@ -48,29 +52,63 @@ class _Testing:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        global _testing
-        _testing = self._previous
+        global _testing, _testing_attempts, _testing_cap
+        _testing, _testing_attempts, _testing_cap = self._previous
 
 
-def set_testing(testing: bool = True) -> _Testing:
+def set_testing(
+    testing: bool = True, *, attempts: int | None = None, cap: bool = False
+) -> _Testing:
     """Make every retry wait instant (or stop doing so), process-wide.
 
-    Policies are untouched: attempts are still counted and a ``timeout`` still ends
-    retrying, measured as if the skipped waits had been slept. Works as a plain call
-    or as a context manager that restores the previous setting::
+    By default policies are untouched: attempts are still counted and a ``timeout``
+    still ends retrying, measured as if the skipped waits had been slept. Give
+    ``attempts`` for stamina's behaviour instead, where testing also sets how many
+    calls each retrying step gets (``attempts=1``: no retries at all). Works as a
+    plain call or as a context manager that restores the previous setting::
 
         with actionqueues.set_testing():
             queue.run()
 
+    Args:
+        testing: ``True`` to make waits instant, ``False`` to sleep them again.
+        attempts: While testing, the calls every retried step gets, the first
+            included, in place of its policy's ``attempts`` (and as the limit of
+            0.8.2's ``ActionRetryException``, which has none); ``None`` keeps each
+            policy's own.
+        cap: With ``attempts``, use it only where it is lower than the policy's own
+            (stamina's ``cap``).
+
+    Returns:
+        A context manager that restores the previous setting on exit; a plain call
+        may ignore it.
+
+    Raises:
+        InvalidPolicyError: ``attempts`` is not a whole number of at least 1.
+
     .. versionadded:: 1.0
+    .. versionchanged:: 1.0
+       ``attempts`` and ``cap``.
     """
-    global _testing
-    previous, _testing = _testing, bool(testing)
+    global _testing, _testing_attempts, _testing_cap
+    if attempts is not None and (
+        isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1
+    ):
+        message = (
+            f"set_testing(attempts={attempts!r}): attempts must be a whole number of at"
+            " least 1 (1 means no retries), or None to keep each policy's own"
+        )
+        raise InvalidPolicyError(message)
+    previous = (_testing, _testing_attempts, _testing_cap)
+    _testing, _testing_attempts, _testing_cap = bool(testing), attempts, bool(cap)
     return _Testing(previous)
 
 
 def is_testing() -> bool:
     """Whether :func:`set_testing` has made retry waits instant.
+
+    Returns:
+        ``True`` while retry waits are instant.
 
     .. versionadded:: 1.0
     """
@@ -163,12 +201,14 @@ class RetryPolicy:
             takes the exception and returns ``True`` (retry with backoff), ``False``
             (give up) or a wait in seconds or as a ``timedelta`` (retry after exactly
             that wait, uncapped but within ``timeout``).
-        attempts: Total calls, first included; ``None`` for no limit.
-        timeout: Budget for all attempts of one step; ``None`` for no limit.
-        wait_initial: First backoff.
-        wait_max: Cap on each computed backoff.
-        wait_jitter: Upper bound of the random amount added to each backoff.
-        wait_exp_base: Growth factor of the backoff.
+        attempts: Total calls, first included (10 by default; 1: no retry);
+            ``None`` for no limit.
+        timeout: Budget for all attempts of one step, in seconds or as a
+            ``timedelta`` (45 s by default); ``None`` for no limit.
+        wait_initial: First backoff, in seconds or as a ``timedelta`` (0.1 s).
+        wait_max: Cap on each computed backoff (5 s).
+        wait_jitter: Upper bound of the random amount added to each backoff (1 s).
+        wait_exp_base: Growth factor of the backoff (2: each wait doubles).
 
     Raises:
         InvalidPolicyError: An argument is out of range (``attempts < 1``, a negative,
@@ -263,7 +303,20 @@ class RetryPolicy:
         }
 
     def replace(self, **changes: object) -> RetryPolicy:
-        """A copy with ``changes`` applied, validated like a new policy."""
+        """A copy of this policy with some of its arguments changed.
+
+        Args:
+            **changes: New values for any of the constructor's arguments (``on``,
+                ``attempts``, ``timeout``, ``wait_initial``, ``wait_max``,
+                ``wait_jitter``, ``wait_exp_base``), validated like a new policy's.
+
+        Returns:
+            A new policy; this one is unchanged.
+
+        Raises:
+            InvalidPolicyError: An argument that is not one of the policy's, or a
+                value out of range or of the wrong type.
+        """
         unknown = changes.keys() - self._fields().keys()
         if unknown:
             msg = (
@@ -286,9 +339,15 @@ class RetryPolicy:
         return hash(tuple(self._fields().values()))
 
     def backoff(self, retry: int) -> float:
-        """The computed wait before retry number ``retry`` (1 for the first retry).
+        """The computed wait before a retry, jitter included.
 
-        Never negative, never overflows, never above ``wait_max``.
+        Args:
+            retry: The retry's number: 1 for the first retry (the second call).
+
+        Returns:
+            The wait in seconds, ``wait_initial * wait_exp_base ** (retry - 1)`` plus
+            a random jitter in ``[0, wait_jitter]``, capped at ``wait_max``. Never
+            negative, never an overflow, never above ``wait_max``.
         """
         try:
             wait = self.wait_initial * self.wait_exp_base ** (retry - 1)
@@ -300,7 +359,21 @@ class RetryPolicy:
         return wait if wait <= self.wait_max else self.wait_max
 
     def verdict(self, exc: Exception) -> float | bool:
-        """Whether ``exc`` is retried: ``True``/``False``, or an explicit wait."""
+        """Whether ``on`` says that ``exc`` is retried.
+
+        Only ``on`` is consulted; ``attempts`` and ``timeout`` are not.
+
+        Args:
+            exc: The exception a call raised.
+
+        Returns:
+            ``True`` to retry after the computed backoff, ``False`` not to retry, or
+            the wait in seconds the predicate asked for.
+
+        Raises:
+            InvalidPolicyError: The predicate returned something other than a bool,
+                or a wait from 0 to a year (in seconds or as a ``timedelta``).
+        """
         if self._predicate is None:
             return isinstance(exc, self._on_types)
         answer = self._predicate(exc)
@@ -353,10 +426,19 @@ def next_wait(
         step: The step's name, for error messages.
     """
     explicit: float | bool
+    limit = None if policy is None else policy.attempts
+    if _testing and _testing_attempts is not None:
+        # set_testing(attempts=N): stamina's meaning, N calls in all.
+        limit = (
+            _testing_attempts
+            if limit is None or not _testing_cap
+            else min(limit, _testing_attempts)
+        )
     if isinstance(exc, ActionRetryException):
         explicit = retry_exception_wait(exc, step)
         if policy is None:
-            return explicit  # 0.8.2: retry for as long as it is raised
+            # 0.8.2: retry for as long as it is raised (unless testing limits it).
+            return None if limit is not None and attempts >= limit else explicit
     elif policy is None or not isinstance(exc, Exception):
         # KeyboardInterrupt, SystemExit and cancellation are never retried.
         return None
@@ -364,7 +446,7 @@ def next_wait(
         explicit = policy.verdict(exc)
         if explicit is False:
             return None
-    if policy.attempts is not None and attempts >= policy.attempts:
+    if limit is not None and attempts >= limit:
         return None
     wait = policy.backoff(attempts) if explicit is True else float(explicit)
     if policy.timeout is not None and elapsed + wait > policy.timeout:
@@ -380,6 +462,12 @@ class DoublingBackoffExceptionFactory:
     ``ms_backoff_initial``, then twice that, and so on, for ``retries`` calls; every
     later call raises ``original_exception``, or a plain ``Exception`` when none is
     given.
+
+    Args:
+        retries: How many calls raise ``ActionRetryException`` before the failure
+            is raised.
+        ms_backoff_initial: The first backoff, in milliseconds; each next one is
+            twice the previous.
     """
 
     def __init__(self, retries: int = 3, ms_backoff_initial: float = 500) -> None:
@@ -388,7 +476,21 @@ class DoublingBackoffExceptionFactory:
         self._ms_backoff = ms_backoff_initial
 
     def raise_exception(self, original_exception: BaseException | None = None) -> NoReturn:
-        """Raise the next retry exception, or the final one once retries are spent."""
+        """Raise the next retry exception, or the final one once retries are spent.
+
+        Call it from ``execute`` or ``rollback`` where the action wants another call
+        (typically in an ``except`` block, passing the exception caught).
+
+        Args:
+            original_exception: The failure being retried. It is carried on each
+                ``ActionRetryException`` (so that a retry policy whose attempts run
+                out first propagates it), and raised once the retries are spent.
+
+        Raises:
+            ActionRetryException: While retries remain, with the next backoff.
+            BaseException: ``original_exception`` once the retries are spent, or a
+                plain ``Exception`` when it is None.
+        """
         if self._executed_retries < self._max_retries:
             current = self._ms_backoff
             self._executed_retries += 1

@@ -203,7 +203,9 @@ def wait_for_journal(
     """A worker's journal failed: say so, and wait twice as long as the last time
     (from 0.5 s, at most 30 s or --interval), or until SIGTERM; that wait."""
     backoff = min(max(2 * backoff, 0.5), max(args.interval, 30.0))
-    out.line(f"journal unavailable ({one_line(str(exc))}); trying again in {backoff:g} s")
+    out.line(
+        f"journal unavailable ({one_line(str(exc)).rstrip('.')}); trying again in {backoff:g} s"
+    )
     STOPPING.wait(backoff)
     return backoff
 

@@ -46,16 +46,21 @@ MIN_LEASE, MAX_LEASE = 0.1, 86400.0
 
 
 class JournalError(ActionQueueError):
-    """The journal cannot be opened, read or written (disk full, read-only, locked,
-    corrupt, or written by a newer actionqueues).
+    """The journal cannot be opened, read or written.
+
+    The disk is full, the file or database is read-only, locked, corrupt, or was
+    written by a newer actionqueues; the journal is closed; or an argument given to
+    it is wrong. A durable queue raises it before the side effect of the step whose
+    record could not be written.
 
     .. versionadded:: 1.0
     """
 
 
 class LeaseLostError(JournalError):
-    """This process no longer owns the run: its lease expired and a recoverer claimed
-    it. The run stops here; the recoverer finishes it.
+    """This process no longer owns the run: its lease expired and a recoverer claimed it.
+
+    The run stops here; the recoverer finishes it.
 
     .. versionadded:: 1.0
     """
@@ -130,6 +135,26 @@ def check_runs(status: object, name: object, before: object, limit: object) -> N
 class RunRow(NamedTuple):
     """A run as the journal holds it.
 
+    Times are seconds since the epoch, by the journal's clock
+    (:meth:`~actionqueues.journal.Journal.now`).
+
+    Attributes:
+        id: The run's id.
+        name: The queue's name, or None.
+        status: One of :data:`~actionqueues.journal.UNFINISHED` or
+            :data:`~actionqueues.journal.FINISHED`.
+        mode: What recovery does with the run: ``"rollback"`` or ``"resume"``, with
+            ``":async"`` after it for a run of an ``AsyncActionQueue``.
+        owner: The journal that owns (or last owned) the run: host, process id and
+            a random part.
+        lease_until: When the owner's lease expires; past it, an unfinished run is
+            interrupted and may be recovered.
+        claims: How many times recovery has claimed the run (0: never).
+        created: When the run was first recorded.
+        updated: When the run's status was last recorded.
+        error: The ``repr()`` of the exception that stopped execution, or None.
+        steps: How many steps the run has.
+
     .. versionadded:: 1.0
     """
 
@@ -149,6 +174,26 @@ class RunRow(NamedTuple):
 class StepRow(NamedTuple):
     """A step as the journal holds it.
 
+    Attributes:
+        run_id: The id of the step's run.
+        index: The step's position in the run, from 0.
+        action: The name its action's class is registered under.
+        name: The step's name.
+        state: The action's state, as JSON text, as last recorded: when it was
+            added, before ``execute`` was called, after it returned (and likewise
+            around ``rollback``).
+        status: ``"pending"``, ``"executing"``, ``"executed"``, ``"failed"``,
+            ``"rolling_back"``, ``"rolled_back"`` or ``"rollback_failed"``.
+        attempts: Calls made to ``execute`` (one is counted before the first call).
+        rollback_attempts: Calls made to ``rollback``.
+        error: The ``repr()`` of what ``execute`` raised when it failed for good, or
+            None.
+        rollback_error: The ``repr()`` of what ``rollback`` raised when it failed for
+            good, or None.
+        updated: When the step's row was last written (seconds since the epoch).
+        group: For a member of a parallel group, the index of the group's first
+            member; else None.
+
     .. versionadded:: 1.0
     """
 
@@ -167,8 +212,18 @@ class StepRow(NamedTuple):
 
 
 class NewRun(NamedTuple):
-    """A run to insert, with its steps (action name, step name, JSON state) and, for
-    a queue with parallel groups, each step's group (or None)."""
+    """A run to insert, given to ``Journal.record()`` with the run's first write.
+
+    Attributes:
+        name: The queue's name, or None.
+        mode: ``RunRow.mode``.
+        steps: For each step, in order: its action's registered name, its name, and
+            its state as JSON text. The steps are inserted pending.
+        groups: For a queue with parallel groups, each step's group (the index of
+            its first member) or None; empty otherwise.
+
+    .. versionadded:: 1.0
+    """
 
     name: str | None
     mode: str
@@ -177,7 +232,21 @@ class NewRun(NamedTuple):
 
 
 class StepChange(NamedTuple):
-    """One step's new status, and what else changed with it (None: unchanged)."""
+    """One step's new status, and what else changed with it, for ``Journal.record()``.
+
+    A status of the rollback phase (``"rolling_back"``, ``"rolled_back"``,
+    ``"rollback_failed"``) sets the step's ``rollback_attempts`` and
+    ``rollback_error``; any other, its ``attempts`` and ``error``.
+
+    Attributes:
+        index: The step's position in the run, from 0.
+        status: The step's new status (see ``StepRow.status``).
+        state: The action's state as JSON text; None: unchanged.
+        attempts: The attempts of this phase so far; None: unchanged.
+        error: The ``repr()`` of the error this phase failed with; None: unchanged.
+
+    .. versionadded:: 1.0
+    """
 
     index: int  # type: ignore[assignment]  # shadows tuple.index, on purpose
     status: str
@@ -278,11 +347,28 @@ def _beat(ref: weakref.ReferenceType[Journal], closed: threading.Event, every: f
 
 
 class Journal(abc.ABC):
-    """Where durable queues record their runs.
+    """Where durable queues record their runs: the base class of every journal.
+
+    Open one with :func:`~actionqueues.open_journal`,
+    :class:`~actionqueues.SQLiteJournal` or
+    :class:`~actionqueues.journal.PostgresJournal`, and close it with :meth:`close`
+    (or use it as a context manager, which closes it on exit). One journal may serve
+    many queues and threads at once. While a run is unfinished, a heartbeat thread
+    renews its lease every third of ``lease``.
+
+    A backend subclasses it and implements the abstract methods; the queue calls
+    them through a :class:`~actionqueues.journal.RunRecorder`.
 
     Args:
-        lease: Seconds a run stays owned without a heartbeat; a run whose owner
-            stopped renewing it for that long is recovered.
+        lease: Seconds a run stays owned without a heartbeat (30 by default, from
+            0.1 to a day); a run whose owner stopped renewing it for that long is
+            recovered.
+        readonly: Open to read only (listing and showing runs): nothing is created,
+            migrated or written, and every write is refused with
+            :class:`~actionqueues.JournalError`.
+
+    Raises:
+        JournalError: ``lease`` is out of range, or ``readonly`` is not a bool.
 
     .. versionadded:: 1.0
     """
@@ -292,8 +378,8 @@ class Journal(abc.ABC):
         if not isinstance(readonly, bool):
             msg = f"readonly={readonly!r}: pass True or False."
             raise JournalError(msg)
-        #: Opened to read only (listing and showing runs): creates, migrates and
-        #: writes nothing (DESIGN O2).
+        #: Whether the journal was opened to read only (for listing and showing
+        #: runs), in which case it creates, migrates and writes nothing.
         self.readonly = readonly
         self.owner = new_owner()
         self._live: weakref.WeakSet[RunRecorder] = weakref.WeakSet()
@@ -314,10 +400,15 @@ class Journal(abc.ABC):
     write_threads: int = 1
 
     def writer(self) -> ThreadPoolExecutor:
-        """The threads that make async queues' writes, so that an event loop never
-        waits for a commit. Few: more would only contend for the GIL with the loop
+        """The threads that make async queues' writes, so that an event loop never waits.
+
+        Few (``write_threads``): more would only contend for the GIL with the loop
         (one writer at a time gets SQLite's lock anyway); a journal that commits in
         groups (``SQLiteJournal(durability="power")``) has more, to fill them.
+
+        Returns:
+            The journal's thread pool, made on first use and shut down by
+            :meth:`close`.
 
         Raises:
             JournalError: The journal is closed.
@@ -344,35 +435,96 @@ class Journal(abc.ABC):
         error: str | None = None,
         new: NewRun | None = None,
     ) -> None:
-        """In one transaction: insert the run if ``new`` (owned by this journal, its
-        steps pending), then apply ``changes`` and the run's new status.
+        """Write one transition of a run, in one transaction.
+
+        Insert the run if ``new`` is given (owned by this journal, its steps pending),
+        then apply ``changes`` and the run's new status, all only while the run is
+        this journal's under ``claim``. A write that sets ``status`` also renews the
+        run's lease.
+
+        Args:
+            run_id: The run's id.
+            claim: The claim the writer holds the run under: 0 for the run's first
+                owner, ``RunRow.claims`` for a recoverer.
+            changes: The steps' changes, applied in order.
+            status: The run's new status, or None to leave it.
+            error: The ``repr()`` of the exception that stopped execution, or None
+                to leave it.
+            new: The run to insert first, or None when it is in the journal.
 
         Raises:
-            LeaseLostError: The run is no longer ours (``claim`` is not its latest).
-            JournalError: It could not be written.
+            LeaseLostError: The run is no longer ours (``claim`` is not its latest,
+                or another journal owns it); nothing was written.
+            JournalError: It could not be written (nothing was), or ``new`` has the
+                id of a run the journal already holds.
         """
 
     @abc.abstractmethod
     def renew(self, run_ids: Iterable[str]) -> None:
-        """Extend the leases of these runs (ours) by ``lease`` seconds from now."""
+        """Extend the leases of these runs to ``lease`` seconds from now.
+
+        The heartbeat calls it; runs another journal owns are left alone.
+
+        Args:
+            run_ids: The ids of runs this journal owns.
+
+        Raises:
+            JournalError: It could not be written.
+        """
 
     @abc.abstractmethod
     def claim(
         self, exclude: Iterable[str] = (), *, after: tuple[float, str] | None = None
     ) -> RunRow | None:
-        """Atomically take one unfinished run whose lease expired, or None: the first
-        in the order of (last update, id), past ``after`` if given (so that a
-        recoverer passes once over the runs it leaves, however many)."""
+        """Atomically take one unfinished run whose lease expired.
+
+        The run becomes this journal's, leased, and its claim count goes up by one;
+        two journals never take the same run. :func:`~actionqueues.recover` calls it.
+
+        Args:
+            exclude: Ids of runs not to take.
+            after: The (last update, id) of the run last taken: only a run past it,
+                in that order, is taken, so that a recoverer passes once over the
+                runs it leaves, however many. None: from the first.
+
+        Returns:
+            The run as claimed (its ``claims`` already counting this claim), or None
+            when no run is interrupted.
+
+        Raises:
+            JournalError: It could not be written.
+        """
 
     @abc.abstractmethod
     def release(self, run_id: str, *, unclaim: bool = False, claim: int | None = None) -> None:
-        """Give up our claim on a run, leaving it for another recoverer at once;
-        ``unclaim``: the claim did nothing (the run was skipped), and is not counted;
-        ``claim``: only if the run is still under that claim (fencing)."""
+        """Give up this journal's claim on a run, leaving it for another recoverer at once.
+
+        The run's lease is ended; a run another journal owns is left alone.
+
+        Args:
+            run_id: The run's id.
+            unclaim: The claim did nothing (recovery skipped the run): take back its
+                count, as far as an operator is concerned.
+            claim: Only while the run is still under that claim (fencing); None:
+                whatever the claim.
+
+        Raises:
+            JournalError: It could not be written.
+        """
 
     @abc.abstractmethod
     def load(self, run_id: str) -> tuple[RunRow, list[StepRow]] | None:
-        """A run and its steps, or None if the journal has no such run."""
+        """Read one run and its steps.
+
+        Args:
+            run_id: The run's id.
+
+        Returns:
+            The run, and its steps in order; None if the journal has no such run.
+
+        Raises:
+            JournalError: It could not be read.
+        """
 
     @abc.abstractmethod
     def runs(
@@ -383,20 +535,54 @@ class Journal(abc.ABC):
         before: float | None = None,
         limit: int | None = None,
     ) -> list[RunRow]:
-        """Runs, newest first, filtered by status, name, and last update before."""
+        """List runs, newest first (by creation), without their steps.
+
+        Args:
+            status: Only runs of this status (see
+                :data:`~actionqueues.journal.UNFINISHED` and
+                :data:`~actionqueues.journal.FINISHED`), or ``"interrupted"``:
+                unfinished runs whose lease has expired. None: every status.
+            name: Only the runs of queues of this name; None: every name.
+            before: Only runs whose status was last recorded before this time, in
+                seconds since the epoch (see :meth:`now`); None: any time.
+            limit: At most this many runs; None: all of them.
+
+        Returns:
+            The runs.
+
+        Raises:
+            JournalError: A filter is not valid, or the journal cannot be read.
+        """
 
     @abc.abstractmethod
     def prune(self, before: float, *, statuses: Iterable[str] | None = None) -> int:
-        """Delete the runs in ``statuses`` (by default :data:`PRUNABLE`: completed and
-        rolled back; never an unfinished run) last updated before ``before``; how many.
+        """Delete old finished runs, with their steps.
+
+        Args:
+            before: Delete runs whose status was last recorded before this time, in
+                seconds since the epoch: ``journal.now() - 7 * 86400`` for a week
+                ago.
+            statuses: The statuses of the runs to delete, among
+                :data:`~actionqueues.journal.FINISHED`; by default
+                :data:`~actionqueues.journal.PRUNABLE` (completed and rolled back: a
+                run whose rollback failed stays). An unfinished run is never deleted.
+
+        Returns:
+            How many runs were deleted.
 
         Raises:
-            JournalError: ``before`` is not a time, or a status is not a finished one.
+            JournalError: ``before`` is not a time, a status is not a finished one,
+                or the journal cannot be written.
         """
 
     def now(self) -> float:
-        """The journal's clock, in seconds since the epoch, as its leases and times
-        are measured: this machine's, unless the backend has its own (PostgreSQL)."""
+        """The journal's clock, by which its leases and times are measured.
+
+        This machine's clock, unless the backend has its own (PostgreSQL's).
+
+        Returns:
+            Seconds since the epoch.
+        """
         return time.time()
 
     @abc.abstractmethod
@@ -407,8 +593,11 @@ class Journal(abc.ABC):
 
     def close(self) -> None:
         """Stop the heartbeat, wait for the writes in flight, and release the journal.
-        Writes attempted from now on fail with :class:`JournalError`; their runs are
-        left to recovery."""
+
+        Writes attempted from now on fail with :class:`~actionqueues.JournalError`; the runs still
+        unfinished are left to recovery once their leases expire. Closing twice is
+        harmless.
+        """
         self._closed.set()
         heartbeat = self._heartbeat
         if heartbeat is not None and heartbeat is not threading.current_thread():
@@ -507,18 +696,44 @@ class Journal(abc.ABC):
 
 
 class RunRecorder:
-    """Turns a run's step transitions into journal writes (D1-D4).
+    """Turns a run's step transitions into journal writes.
 
-    Before a step's first call its "executing" record is committed (D1); once the
-    call returns, its "executed" record with the state after is committed (D2), so
-    that a rollback after a crash sees, say, the key of the row the step created.
-    Rollback likewise (D3), and the run's outcome (D4). The run itself is inserted
-    with its first record.
+    Before a step's first call its "executing" record is committed; once the call
+    returns, its "executed" record with the state after is committed, so that a
+    rollback after a crash sees, say, the key of the row the step created. Rollback
+    likewise, and the run's outcome. The run itself is inserted with its first
+    record.
 
     With ``fold``, a step's "executed" (or "rolled back") record is committed with
     the next write instead: one commit per step rather than two. A crash in between
     then leaves the step "executing" with its state from before, so its rollback
     must find what execute did by the idempotency key.
+
+    While the recorder lives and its run is unfinished, the journal's heartbeat
+    renews the run's lease.
+
+    Args:
+        journal: Where the run is recorded.
+        run_id: The run's id.
+        claim: The claim the run is held under: 0 for a new run, the claimed
+            ``RunRow.claims`` for a recoverer.
+        new: The run to insert with the first write; None for a run the journal
+            holds already (a claimed one).
+        fold: Commit a step's "executed" (or "rolled back") record with the next
+            write.
+        status: The run's status as the journal holds it.
+
+    Attributes:
+        run_id: The run's id.
+        claim: The claim the run is held under.
+        status: The run's status as last committed.
+        finished: Whether the run is finished, or given up: its lease is no longer
+            renewed.
+
+    Raises:
+        JournalError: The journal is closed, or opened read-only.
+
+    .. versionadded:: 1.0
     """
 
     __slots__ = (
@@ -592,27 +807,52 @@ class RunRecorder:
     def step_started(
         self, index: int, status: str, state: str, run_status: str | None = None
     ) -> None:
-        """Commit that step ``index`` is executing (or rolling back), before its call:
-        its first attempt, so that a step killed mid-call shows as tried once."""
+        """Commit that a step is executing (or rolling back), before its first call.
+
+        The step's attempts are set to 1, so that a step killed mid-call shows as
+        tried once. If the write fails, the record is dropped (the call will not be
+        made); the records pending before it stay pending.
+
+        Args:
+            index: The step's position, from 0.
+            status: ``"executing"`` or ``"rolling_back"``.
+            state: The action's state, as JSON text, before the call.
+            run_status: The run's new status with it (``"rolling_back"`` for a
+                rollback's first step), or None to leave it.
+
+        Raises:
+            LeaseLostError: The run is no longer this process's.
+            JournalError: It could not be written.
+        """
         self._write(StepChange(index, status, state, 1), run_status, keep=False)
 
     def give_up(self, why: BaseException, release: bool) -> None:
-        """The queue stops recording this run: its journal failed the record of how
-        execution (or rollback) ended. Its lease is no longer renewed, and, with
-        ``release``, given up at once, so that recovery takes the run over from what
-        the journal holds; records not yet written are dropped, as in a crash. A run
-        never recorded (its first write failed) has nothing to leave to anyone."""
+        """Stop recording this run, and leave it to recovery.
+
+        For when the journal failed the record of how execution (or rollback) ended.
+        The run's lease is no longer renewed, and, with ``release``, given up at
+        once, so that recovery takes the run over from what the journal holds;
+        records not yet written are dropped, as in a crash. A run never recorded
+        (its first write failed) has nothing to leave to anyone. What happens is
+        logged; nothing is raised.
+
+        Args:
+            why: The error that made the queue give up, for the log.
+            release: End the lease now rather than let it expire.
+        """
         self.finished = True  # the heartbeat skips it; a later write re-arms it
         with self.lock:
             self.pending.clear()
         if self.new is not None:
             return
+        # The error's message is a sentence; here it is a clause of a longer one.
+        reason = str(why).rstrip(".")
         if not release:
             logger.warning(
                 "run %s: %s; its lease is no longer renewed, and recovery takes it over "
                 "once the lease expires, in %g s",
                 self.run_id,
-                why,
+                reason,
                 self.journal.lease,
             )
             return
@@ -620,7 +860,7 @@ class RunRecorder:
             logger.warning(
                 "run %s: %s; recovery takes it over once its lease expires, in %g s",
                 self.run_id,
-                why,
+                reason,
                 self.journal.lease,
             )
             return
@@ -631,7 +871,7 @@ class RunRecorder:
                 "run %s: %s; it could not be released either (%s): recovery takes it "
                 "over once its lease expires, in %g s",
                 self.run_id,
-                why,
+                reason,
                 exc,
                 self.journal.lease,
             )
@@ -641,8 +881,20 @@ class RunRecorder:
             )
 
     def step_done(self, index: int, status: str, state: str | None, attempts: int) -> None:
-        """Step ``index`` returned: committed now (D2), or with the next write if
-        folding."""
+        """Record that a step's call returned: committed now, or with the next write if folding.
+
+        Args:
+            index: The step's position, from 0.
+            status: ``"executed"`` or ``"rolled_back"``.
+            state: The action's state, as JSON text, after the call; None to leave
+                the recorded one.
+            attempts: The calls this phase took.
+
+        Raises:
+            LeaseLostError: The run is no longer this process's (not folding).
+            JournalError: It could not be written (not folding); the record stays
+                pending, for the next write.
+        """
         change = StepChange(index, status, state, attempts)
         if self.fold:
             with self.lock:
@@ -653,11 +905,30 @@ class RunRecorder:
     def step_failed(
         self, index: int, status: str, state: str | None, attempts: int, error: str
     ) -> None:
-        """Step ``index`` failed for good: recorded with the next write (the run's
-        outcome, or the step's rollback, follows at once)."""
+        """Record that a step failed for good, with the next write.
+
+        The run's outcome, or the step's rollback, follows at once, and commits it.
+
+        Args:
+            index: The step's position, from 0.
+            status: ``"failed"`` or ``"rollback_failed"``.
+            state: The action's state, as JSON text; None to leave the recorded one.
+            attempts: The calls this phase took.
+            error: The ``repr()`` of what the last call raised.
+        """
         with self.lock:
             self.pending.append(StepChange(index, status, state, attempts, error))
 
     def finish(self, status: str, error: str | None = None) -> None:
-        """Commit the run's outcome (with any pending step record)."""
+        """Commit the run's outcome, with any pending step record.
+
+        Args:
+            status: The run's new status: ``"completed"``, ``"failed"``,
+                ``"rolled_back"`` or ``"rollback_failed"``.
+            error: The ``repr()`` of the exception that stopped execution, or None.
+
+        Raises:
+            LeaseLostError: The run is no longer this process's.
+            JournalError: It could not be written; pending records stay pending.
+        """
         self._write(None, status, error)

@@ -72,19 +72,28 @@ _ACCEPTED: Final = (
 def open_journal(
     url: str | os.PathLike[str], *, readonly: bool = False, **options: object
 ) -> Journal:
-    """A journal from a path or a URL: ``sqlite:///relative.db``,
-    ``sqlite:////absolute.db``, a plain file path, or ``postgresql://...`` (the
-    ``[postgres]`` extra).
+    """Open a journal from a file path or a URL.
+
+    ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or a plain file path open a
+    :class:`~actionqueues.SQLiteJournal`; ``postgresql://...`` (or ``postgres://...``) a
+    :class:`~actionqueues.journal.PostgresJournal` (the ``[postgres]`` extra).
 
     Args:
         url: Where the journal is.
         readonly: Open an existing journal to read only: nothing is created,
             migrated or written; a file or schema that holds no journal is refused.
-        **options: The journal class's other keyword arguments.
+        **options: The journal class's other keyword arguments (``lease=``,
+            ``durability=``, ``schema=``...).
+
+    Returns:
+        The journal, open; close it with :meth:`~actionqueues.journal.Journal.close`, or use it as a
+        context manager.
 
     Raises:
-        JournalError: ``url`` is none of the accepted forms, or the journal cannot
-            be opened.
+        JournalError: ``url`` is none of the accepted forms (a keyword/value
+            connection string is refused: give it to
+            :class:`~actionqueues.journal.PostgresJournal`), or the journal cannot be
+            opened.
 
     .. versionadded:: 1.0
     """

@@ -223,8 +223,10 @@ def _checked_parameters(schema: object, pool_size: object, connect_timeout: obje
 
 
 class PostgresJournal(Journal):
-    """A journal in a PostgreSQL database (13 or later), shared by queues and
-    recoverers on many machines.
+    """A journal in a PostgreSQL database (13 or later), for queues on many machines.
+
+    Queues and recoverers on any number of machines share it; leases and times are
+    measured by the database's clock.
 
     Args:
         url: A libpq connection string: ``postgresql://user:password@host:port/database``
@@ -247,7 +249,8 @@ class PostgresJournal(Journal):
     .. versionadded:: 1.0
     """
 
-    #: Async queues' writes: concurrent, since each waits on the network.
+    #: Eight threads make async queues' writes, concurrently, since each waits on
+    #: the network.
     write_threads = 8
 
     def __init__(
@@ -673,10 +676,17 @@ class PostgresJournal(Journal):
         return None if row is None else RunRow(*row)
 
     def release(self, run_id: str, *, unclaim: bool = False, claim: int | None = None) -> None:
-        """Give up our claim on a run, leaving it for another recoverer at once; with
-        ``unclaim``, also take back its count (a recovery that left the run untouched
-        did not claim it, as far as an operator is concerned); with ``claim``, only
-        while the run is under that claim."""
+        """Give up this journal's claim on a run, leaving it for another recoverer at once.
+
+        Args:
+            run_id: The run's id.
+            unclaim: Also take back its count (a recovery that left the run
+                untouched did not claim it, as far as an operator is concerned).
+            claim: Only while the run is under that claim; None: whatever the claim.
+
+        Raises:
+            JournalError: The journal is read-only, closed, or cannot be written.
+        """
         self._check_writable()
         with self._transaction() as cur:
             cur.execute(
@@ -689,8 +699,23 @@ class PostgresJournal(Journal):
             )
 
     def prune(self, before: float, *, statuses: Iterable[str] | None = None) -> int:
-        """Delete the runs in ``statuses`` (by default those an operator no longer
-        needs: completed or rolled back, O3) last updated before ``before``."""
+        """Delete old finished runs, with their steps.
+
+        Args:
+            before: Delete runs whose status was last recorded before this time, in
+                seconds since the epoch by the database's clock (see :meth:`now`).
+            statuses: The statuses of the runs to delete, among
+                :data:`~actionqueues.journal.FINISHED`; by default
+                :data:`~actionqueues.journal.PRUNABLE` (those an operator no longer
+                needs: completed or rolled back). An unfinished run is never deleted.
+
+        Returns:
+            How many runs were deleted.
+
+        Raises:
+            JournalError: ``before`` is not a time, a status is not a finished one,
+                or the journal is read-only, closed, or cannot be written.
+        """
         self._check_writable()
         until, chosen = check_prune(before, statuses)
         with self._transaction() as cur:
@@ -741,7 +766,14 @@ class PostgresJournal(Journal):
         return [RunRow(*r) for r in rows]
 
     def now(self) -> float:
-        """The database's clock, as seconds since the epoch."""
+        """The database's clock, by which the journal's leases and times are measured.
+
+        Returns:
+            Seconds since the epoch.
+
+        Raises:
+            JournalError: The database cannot be read.
+        """
         with self._transaction("cannot be read") as cur:
             cur.execute(f"SELECT {_NOW}")
             row = cur.fetchone()

@@ -1,7 +1,7 @@
 """The SQLite journal: the embedded default (stdlib ``sqlite3``, WAL).
 
 By default the journal survives a process crash (WAL with ``synchronous=NORMAL``);
-``durability="full"`` makes it survive power loss too (``synchronous=FULL``) (D9).
+``durability="power"`` makes it survive power loss too (``synchronous=FULL``) (D9).
 The file is created readable and writable by its owner only. Every statement is
 parameterised; the only SQL text chosen at run time is picked from constants.
 """
