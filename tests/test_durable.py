@@ -876,11 +876,11 @@ def test_two_records_of_one_step_in_one_write_apply_in_order(journal: Journal) -
 def test_a_version_1_journal_is_migrated_and_keeps_its_runs(tmp_path: Path) -> None:
     """Schema 2 added parallel groups: a journal written by schema 1 opens, migrated,
     and its runs read back (with no groups)."""
-    from actionqueues.journal import _sqlite
+    from actionqueues.journal import _schema
 
     path = tmp_path / "v1.db"
     with contextlib.closing(sqlite3.connect(path)) as db, db:
-        for statement in _sqlite._MIGRATIONS[1]:
+        for statement in _schema.SQLITE_MIGRATIONS[1]:
             db.execute(statement)
         db.execute(
             "INSERT INTO runs VALUES ('old', 'q', 'completed', 'rollback', 'me', 0, 0, 1, 1, "

@@ -747,13 +747,13 @@ def test_a_reserved_word_is_a_schema_name_too(pg_url: str) -> None:
 
 def test_a_version_1_schema_is_migrated_and_keeps_its_runs(pg_url: str, pg_schema: str) -> None:
     """A version 1 journal opened to write is migrated to the current version."""
-    from actionqueues.journal import _postgres
+    from actionqueues.journal import _schema
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {pg_schema}")
         conn.execute(f"CREATE TABLE {pg_schema}.version (version integer)")
         conn.execute(f"INSERT INTO {pg_schema}.version VALUES (1)")  # noqa: S608
-        for statement in _postgres._MIGRATIONS[1]:
+        for statement in _schema.POSTGRES_MIGRATIONS[1]:
             conn.execute(statement.replace("{s}", pg_schema))
         conn.execute(
             f"INSERT INTO {pg_schema}.runs VALUES ('old', 'q', 'completed', 'rollback', "  # noqa: S608
@@ -767,9 +767,9 @@ def test_a_version_1_schema_is_migrated_and_keeps_its_runs(pg_url: str, pg_schem
 
 
 def _postgres_schema_version() -> int:
-    from actionqueues.journal import _postgres
+    from actionqueues.journal import _schema
 
-    return _postgres.SCHEMA_VERSION
+    return _schema.SCHEMA_VERSION
 
 
 def _free_port() -> int:
@@ -925,13 +925,13 @@ def test_a_read_only_journal_takes_no_lock_and_refuses_every_write(
 
 def _make_version_1(pg_url: str, schema: str) -> None:
     """A journal as schema 1 left it (no steps.grp), with one run of one step."""
-    from actionqueues.journal import _postgres
+    from actionqueues.journal import _schema
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
         conn.execute(f"CREATE TABLE {schema}.version (version integer)")
         conn.execute(f"INSERT INTO {schema}.version VALUES (1)")  # noqa: S608
-        for statement in _postgres._MIGRATIONS[1]:
+        for statement in _schema.POSTGRES_MIGRATIONS[1]:
             conn.execute(statement.replace("{s}", schema))
         conn.execute(
             f"INSERT INTO {schema}.runs VALUES ('old', 'q', 'completed', 'rollback', "  # noqa: S608

@@ -11,7 +11,6 @@ from . import _durable, _events, action, actionqueue, aqstatemachine, exceptionf
 from ._action import Action, ActionLike, FunctionAction
 from ._durable import (
     Registry,
-    StateError,
     StepContext,
     current_step,
     durable,
@@ -28,6 +27,7 @@ from ._errors import (
     InvalidPolicyError,
     LifecycleError,
     RollbackError,
+    StateError,
 )
 from ._events import (
     Event,
@@ -44,14 +44,15 @@ from ._events import (
 from ._lifecycle import AQStateMachine
 from ._queue import ActionQueue
 from ._recovery import Recovered, recover, recovering
-from ._report import Phase, RunReport, RunStatus, StepReport, StepStatus
+from ._report import RunReport, StepReport
 from ._retry import (
     DoublingBackoffExceptionFactory,
     RetryPolicy,
     is_testing,
     set_testing,
 )
-from .journal import JournalError, LeaseLostError, SQLiteJournal, open_journal
+from ._status import Phase, RunStatus, StepStatus
+from .journal import JournalError, LeaseLostError, MemoryJournal, SQLiteJournal, open_journal
 
 if _typing.TYPE_CHECKING:
     from ._aio import AsyncActionQueue
@@ -97,6 +98,7 @@ __all__ = [
     "LifecycleError",
     "Listener",
     "LoggingListener",
+    "MemoryJournal",
     "Phase",
     "Recovered",
     "Registry",

@@ -9,7 +9,7 @@ import os
 import re
 from pathlib import Path
 
-from .journal import FINISHED, PRUNABLE, UNFINISHED
+from ._status import FINISHED, LISTABLE, PRUNABLE
 from .journal._schema import SCHEMA_NAME
 
 ENV = "ACTIONQUEUES_JOURNAL"
@@ -142,7 +142,7 @@ def parser() -> argparse.ArgumentParser:
         help="keep the demo's files in this folder (new, empty, or an earlier demo's)",
     )
     runs = commands.add_parser("runs", help="list runs", parents=[shared])
-    runs.add_argument("--status", choices=[*UNFINISHED, "interrupted", *FINISHED])
+    runs.add_argument("--status", choices=[str(s) for s in LISTABLE])
     runs.add_argument("--name", help="only runs of the queue with this name")
     runs.add_argument(
         "--older-than", type=age, metavar="AGE", help="last updated before: 30s, 15m, 12h, 7d, 2w"
@@ -190,7 +190,7 @@ def parser() -> argparse.ArgumentParser:
         "--status",
         dest="statuses",
         action="append",
-        choices=FINISHED,
+        choices=[str(s) for s in FINISHED],
         help=f"prune runs of this status instead (repeatable; default: {', '.join(PRUNABLE)})",
     )
     return main

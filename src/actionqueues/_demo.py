@@ -37,6 +37,7 @@ from ._events import (
 )
 from ._queue import ActionQueue
 from ._recovery import recover
+from ._status import Phase
 from .journal import SQLiteJournal
 
 demo_actions = Registry()
@@ -133,7 +134,7 @@ def sign_up(
 def narrate(out: Callable[[str], None]) -> Callable[[Event], None]:
     def listener(event: Event) -> None:
         if isinstance(event, StepStarted) and event.attempt == 1:
-            verb = "executing" if event.phase.value == "execute" else "rolling back"
+            verb = "executing" if event.phase is Phase.EXECUTE else "rolling back"
             out(f"  {verb:<12} step {event.index + 1}: {event.step}")
         elif isinstance(event, StepSucceeded):
             out(f"  {'done':<12} step {event.index + 1}: {event.step}")

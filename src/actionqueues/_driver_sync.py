@@ -12,11 +12,11 @@ from typing import Final
 
 from ._durable import DurableRun
 from ._engine import Engine
-from ._errors import ActionQueueError
+from ._errors import ActionQueueError, JournalError, LeaseLostError
 from ._events import StepStarted, logger
 from ._lifecycle import QueueState
-from ._report import Phase
-from .journal import JournalError, LeaseLostError, RunRecorder
+from ._status import Mode, Phase, RunStatus, StepStatus
+from .journal._base import RunRecorder
 
 _EXECUTE: Final = Phase.EXECUTE
 _ROLLBACK: Final = Phase.ROLLBACK
@@ -242,15 +242,17 @@ class SyncDriver(Engine):
         assert recorder is not None
         if phase is _EXECUTE:
             state = durable.state(index, self._actions[index])
-            self._io(recorder.step_started, index, "executing", state)
+            self._io(recorder.step_started, index, StepStatus.EXECUTING, state)
             return
         try:
             state = durable.state(index, self._actions[index])
-            self._io(recorder.step_started, index, "rolling_back", state, "rolling_back")
+            self._io(
+                recorder.step_started, index, StepStatus.ROLLING_BACK, state, RunStatus.ROLLING_BACK
+            )
         except LeaseLostError:
             raise
         except (JournalError, ActionQueueError) as exc:
-            if durable.mode == "resume" and recorder.status == "running":
+            if durable.mode == Mode.RESUME and recorder.status == RunStatus.RUNNING:
                 # The journal still holds the run as running, which recovery resumes:
                 # a step undone now would be resumed past as if executed. Nothing is
                 # undone; recovery takes the run over (D5, D10).
@@ -277,7 +279,7 @@ class SyncDriver(Engine):
         journal or state error is logged and the rollback goes on."""
         recorder = durable.recorder
         assert recorder is not None
-        status = "executed" if phase is _EXECUTE else "rolled_back"
+        status = StepStatus.EXECUTED if phase is _EXECUTE else StepStatus.ROLLED_BACK
         attempts = self._attempts.get((phase, index), 1)
         state: str | None
         if phase is _EXECUTE:
@@ -312,7 +314,7 @@ class SyncDriver(Engine):
             return
         if error is None:
             try:
-                self._io(recorder.finish, "completed")
+                self._io(recorder.finish, RunStatus.COMPLETED)
             except BaseException as exc:
                 self._state = _FAILED
                 self._error = exc
@@ -324,12 +326,12 @@ class SyncDriver(Engine):
             for index in self._failures():
                 recorder.step_failed(
                     index,
-                    "failed",
+                    StepStatus.FAILED,
                     durable.state(index, self._actions[index]),
                     self._attempts.get((_EXECUTE, index), 1),
                     repr(self._errors.get(index, error)),
                 )
-            self._io(recorder.finish, "failed", repr(error))
+            self._io(recorder.finish, RunStatus.FAILED, repr(error))
         except LeaseLostError as exc:
             logger.error("run %s: %s", durable.run_id, exc)
         except (JournalError, ActionQueueError) as exc:
@@ -342,7 +344,8 @@ class SyncDriver(Engine):
         recorder = durable.recorder
         assert recorder is not None
         try:
-            self._io(recorder.finish, "rollback_failed" if self._rb_errors else "rolled_back")
+            ended = RunStatus.ROLLBACK_FAILED if self._rb_errors else RunStatus.ROLLED_BACK
+            self._io(recorder.finish, ended)
         except LeaseLostError as exc:
             logger.error("run %s: %s", durable.run_id, exc)
         except (JournalError, ActionQueueError) as exc:

@@ -15,23 +15,17 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from ._action import FunctionAction, is_async_callable
-from ._errors import ActionQueueError, InvalidActionError, InvalidArgumentError
-from ._report import Phase
+from ._errors import InvalidActionError, InvalidArgumentError, StateError
+from ._status import Phase
 
 if TYPE_CHECKING:
     import asyncio
-from .journal import Journal, NewRun, RunRecorder
+from .journal import Journal, NewRun
+from .journal._base import RunRecorder
 
 T = TypeVar("T", bound=type)
 
 JSONState = Any  # what json.loads returns: dict, list, str, int, float, bool or None
-
-
-class StateError(ActionQueueError, ValueError):
-    """An action's state cannot be written as JSON, or read back.
-
-    .. versionadded:: 1.0
-    """
 
 
 class _Entry(NamedTuple):

@@ -74,8 +74,9 @@ from ._events import (
     StepSucceeded,
 )
 from ._lifecycle import ALLOWED, QueueState, lifecycle_error
-from ._report import Phase, RunReport, RunStatus, StepReport, StepStatus
+from ._report import RunReport, StepReport
 from ._retry import RetryPolicy, next_wait
+from ._status import MODES, Phase, RunStatus, StepStatus
 from .journal import Journal, JournalError
 
 # Enum members are slow to look up on their class; the hot paths use these.
@@ -332,7 +333,7 @@ class Engine:
         if names is not None and not isinstance(names, Registry):
             msg = f"ActionQueue(registry={names!r}): not an actionqueues.Registry."
             raise InvalidArgumentError(msg)
-        if recovery not in ("rollback", "resume"):
+        if recovery not in MODES:
             msg = (
                 f"ActionQueue(recovery={recovery!r}): after a crash a run is either rolled "
                 "back ('rollback', the default) or resumed ('resume')."
@@ -911,7 +912,7 @@ class Engine:
         if self._durable is not None:
             self._durable.recorder.step_failed(  # type: ignore[union-attr]
                 index,
-                "rollback_failed",
+                StepStatus.ROLLBACK_FAILED,
                 None,
                 self._attempts.get((_ROLLBACK, index), 1),
                 repr(error),

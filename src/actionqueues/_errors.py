@@ -1,7 +1,6 @@
 """Errors raised by actionqueues.
 
-The hierarchy (``StateError`` lives in ``_durable``, the journal's two in
-``journal._base``)::
+Every error class of the library is here; the hierarchy::
 
     Exception
     ├── ActionRetryException            an action asks to be called again (0.8.2)
@@ -168,3 +167,31 @@ class RollbackError(ActionQueueError, ExceptionGroup[Exception]):
         self, message: str, exceptions: Sequence[Exception], *, report: RunReport | None = None
     ) -> None:
         super().__init__(message, exceptions)
+
+
+class StateError(ActionQueueError, ValueError):
+    """An action's state cannot be written as JSON, or read back.
+
+    .. versionadded:: 1.0
+    """
+
+
+class JournalError(ActionQueueError):
+    """The journal cannot be opened, read or written.
+
+    The disk is full, the file or database is read-only, locked, corrupt, or was
+    written by a newer actionqueues; the journal is closed; or an argument given to
+    it is wrong. A durable queue raises it before the side effect of the step whose
+    record could not be written.
+
+    .. versionadded:: 1.0
+    """
+
+
+class LeaseLostError(JournalError):
+    """This process no longer owns the run: its lease expired and a recoverer claimed it.
+
+    The run stops here; the recoverer finishes it.
+
+    .. versionadded:: 1.0
+    """

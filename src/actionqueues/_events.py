@@ -15,7 +15,8 @@ from typing import Final, TypeAlias
 
 from ._action import is_async_callable
 from ._errors import InvalidListenerError
-from ._report import Phase, RunReport
+from ._report import RunReport
+from ._status import Phase
 
 logger: Final = logging.getLogger("actionqueues")
 

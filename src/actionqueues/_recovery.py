@@ -18,9 +18,9 @@ from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from ._action import ActionLike
-from ._durable import Registry, StateError
+from ._durable import Registry
 from ._durable import registry as default_registry
-from ._errors import InvalidArgumentError, InvalidPolicyError
+from ._errors import InvalidArgumentError, InvalidPolicyError, StateError
 from ._events import EventBus, Listener
 from ._queue import ActionQueue
 from ._report import RunReport
@@ -28,11 +28,22 @@ from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
     from ._aio import AsyncActionQueue
-from .journal import FINISHED, Journal, JournalError, LeaseLostError, RunRecorder, RunRow, StepRow
-from .journal._base import STEP_STATUSES, is_whole
+from ._errors import JournalError, LeaseLostError
+from ._status import (
+    FINISHED,
+    MODES,
+    SETTLED,
+    STEP_STATUSES,
+    TO_UNDO,
+    Mode,
+    Outcome,
+    RunStatus,
+    StepStatus,
+)
+from .journal import Journal, RunRow, StepRow
+from .journal._base import RunRecorder, is_whole
 
 # Step statuses that mean "execute was called": rolled back by recovery.
-_TO_UNDO = frozenset({"executing", "executed", "failed", "rolling_back"})
 
 
 class Recovered(NamedTuple):
@@ -173,11 +184,11 @@ def recovering(
             result = recover_run(journal, row, names, chosen, retry, rollback_retry)
         except Exception as exc:  # whatever a damaged run raises, the others go on (D8)
             problem = f"cannot be recovered: {exc!r}"
-            result = Recovered(row.id, row.name, "skipped", problem, None, [])
-        if result.outcome == "skipped":  # untouched, and free for a better-equipped recoverer
+            result = Recovered(row.id, row.name, Outcome.SKIPPED.value, problem, None, [])
+        if result.outcome == Outcome.SKIPPED:  # untouched, and free for a better-equipped recoverer
             with contextlib.suppress(JournalError):  # else its lease expires by itself
                 journal.release(row.id, unclaim=True, claim=row.claims)
-        elif result.outcome == "interrupted":
+        elif result.outcome == Outcome.INTERRUPTED:
             left.append(row.id)
         count += 1
         yield result
@@ -219,7 +230,7 @@ def check_rows(row: RunRow, steps: list[StepRow]) -> str | None:
     """Why the journal's rows of a run cannot be recovered as they are (edited or
     damaged by hand), or None: recovery skips such a run rather than guess."""
     mode, _, kind = str(row.mode).partition(":")
-    if mode not in ("rollback", "resume") or kind not in ("", "async"):
+    if mode not in MODES or kind not in ("", "async"):
         return f"its mode {row.mode!r} is not one this actionqueues knows"
     if type(row.steps) is not int or any(type(s.index) is not int for s in steps):
         return f"its step count or indexes are not whole numbers ({row.steps!r})"
@@ -253,17 +264,17 @@ def recover_run(
     steps = _steps(journal, row)
     problem = check_rows(row, steps)
     if problem is not None:
-        return Recovered(row.id, row.name, "skipped", problem, None, steps)
+        return Recovered(row.id, row.name, Outcome.SKIPPED.value, problem, None, steps)
     try:
         prepared = _rebuild(journal, row, steps, names, listeners, retry, rollback_retry)
     except KeyError as exc:
         problem = f"action name {exc.args[0]!r} is not registered; register it and recover again"
-        return Recovered(row.id, row.name, "skipped", problem, None, steps)
+        return Recovered(row.id, row.name, Outcome.SKIPPED.value, problem, None, steps)
     except Exception as exc:  # anything a decoder or add() raises: D8, the run untouched
         problem = str(exc) if isinstance(exc, StateError) else f"cannot rebuild it: {exc!r}"
-        return Recovered(row.id, row.name, "skipped", problem, None, steps)
+        return Recovered(row.id, row.name, Outcome.SKIPPED.value, problem, None, steps)
     if isinstance(prepared, str):
-        return Recovered(row.id, row.name, "skipped", prepared, None, steps)
+        return Recovered(row.id, row.name, Outcome.SKIPPED.value, prepared, None, steps)
     queue, recorder, finish, asynchronous = prepared
     problem = None
     try:
@@ -274,7 +285,9 @@ def recover_run(
         else:
             finish()
     except LeaseLostError as exc:
-        return Recovered(row.id, row.name, "lost", str(exc), queue.report, _steps(journal, row))
+        return Recovered(
+            row.id, row.name, Outcome.LOST.value, str(exc), queue.report, _steps(journal, row)
+        )
     except JournalError as exc:
         problem = str(exc)
     except Exception:  # noqa: S110 - a resumed step failed: run() rolled back; reported below
@@ -283,9 +296,9 @@ def recover_run(
     # What the journal holds is the outcome: a run whose end could not be recorded is
     # still interrupted, whatever this process did (its records say how far it got).
     if recorder.status in FINISHED:
-        outcome = recorder.status
+        outcome = str(recorder.status)  # plain text, as a journal row's status
     else:
-        outcome = "interrupted"
+        outcome = Outcome.INTERRUPTED.value
         problem = problem or "its end could not be recorded; it is left for the next recovery"
         if not recorder.finished:  # the queue has not given it up already
             recorder.give_up(JournalError(problem), release=True)
@@ -340,23 +353,25 @@ def _rebuild(
     assert durable is not None
     recorder = RunRecorder(journal, row.id, row.claims, status=row.status)
     durable.adopt(recorder, [step.action for step in steps])
-    undo = [step.index for step in steps if step.status in _TO_UNDO]
-    resume = mode == "resume" and row.status == "running"
+    undo = [step.index for step in steps if step.status in TO_UNDO]
+    resume = mode == Mode.RESUME and row.status == RunStatus.RUNNING
     finish: Callable[[], object]
     if resume:
         done = 0
-        while done < len(steps) and steps[done].status == "executed":
+        while done < len(steps) and steps[done].status == StepStatus.EXECUTED:
             done += 1
         group = steps[done].group if done < len(steps) else None
         if group is not None:  # a group, some of whose members executed: start it again
             done = group
-        executed = {s.index for s in steps[done:] if s.status == "executed"}
+        executed = {s.index for s in steps[done:] if s.status == StepStatus.EXECUTED}
         queue._prepare_resume(done, executed, max(undo) + 1 if undo else 0)
         finish = queue.run
     else:
         # Rollbacks that failed for good under an earlier claim still count.
-        earlier = {s.index: s.rollback_error for s in steps if s.status == "rollback_failed"}
-        settled = [s.index for s in steps if s.status in ("rolled_back", "rollback_failed")]
+        earlier = {
+            s.index: s.rollback_error for s in steps if s.status == StepStatus.ROLLBACK_FAILED
+        }
+        settled = [s.index for s in steps if s.status in SETTLED]
         queue._prepare_undo(max(undo) + 1 if undo else 0, earlier, settled)
         finish = queue.rollback
     return queue, recorder, finish, asynchronous

@@ -2,56 +2,11 @@
 
 from __future__ import annotations
 
-import enum
 import sys
 from collections.abc import Callable
 from typing import NamedTuple, cast
 
-
-class Phase(enum.StrEnum):
-    """Which method of an action a step event or attempt belongs to.
-
-    .. versionadded:: 1.0
-    """
-
-    EXECUTE = "execute"
-    ROLLBACK = "rollback"
-
-
-class StepStatus(enum.StrEnum):
-    """Where one step is.
-
-    ``FAILED`` steps count as executed: rollback covers them (their ``execute`` was
-    called, and may have done part of its work).
-
-    .. versionadded:: 1.0
-    """
-
-    PENDING = "pending"
-    EXECUTING = "executing"
-    EXECUTED = "executed"
-    FAILED = "failed"
-    ROLLING_BACK = "rolling_back"
-    ROLLED_BACK = "rolled_back"
-    ROLLBACK_FAILED = "rollback_failed"
-
-
-class RunStatus(enum.StrEnum):
-    """A run's overall outcome.
-
-    ``FAILED`` means execution stopped at a failure and nothing has been rolled back
-    yet (``execute()`` raised and ``rollback()`` has not been called).
-
-    .. versionadded:: 1.0
-    """
-
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    ROLLING_BACK = "rolling_back"
-    ROLLED_BACK = "rolled_back"
-    ROLLBACK_FAILED = "rollback_failed"
+from ._status import RunStatus, StepStatus
 
 
 class StepReport(NamedTuple):

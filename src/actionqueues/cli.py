@@ -47,15 +47,8 @@ from typing import TYPE_CHECKING, Any
 from ._cli_args import ENV, UsageError, parser
 from ._durable import registry
 from ._recovery import Recovered, recovering
-from .journal import (
-    PRUNABLE,
-    UNFINISHED,
-    Journal,
-    JournalError,
-    RunRow,
-    StepRow,
-    open_journal,
-)
+from ._status import INTERRUPTED, PRUNABLE, UNFINISHED, Outcome, StepStatus
+from .journal import Journal, JournalError, RunRow, StepRow, open_journal
 from .journal._open import looks_like_dsn
 from .journal._redact import redact
 
@@ -258,7 +251,7 @@ def status_of(row: RunRow, now: float) -> str:
     """The run's status, or ``interrupted`` when its owner's lease expired by ``now``
     (the journal's clock: a PostgreSQL journal's is the database's)."""
     if row.status in UNFINISHED and _real(row.lease_until) and row.lease_until < now:
-        return "interrupted"
+        return INTERRUPTED
     return str(row.status)
 
 
@@ -351,8 +344,8 @@ def cmd_show(out: Output, journal: Journal, args: argparse.Namespace) -> int:
             cell(s.name),
             cell(s.action),
             cell(s.status),
-            cell(tries(s.attempts, s.status, "executing")),
-            cell(tries(s.rollback_attempts, s.status, "rolling_back")),
+            cell(tries(s.attempts, s.status, StepStatus.EXECUTING)),
+            cell(tries(s.rollback_attempts, s.status, StepStatus.ROLLING_BACK)),
             cell(when(s.updated)),
             cell(s.rollback_error or s.error),
         )
@@ -448,7 +441,7 @@ def describe(result: Recovered) -> str:
     line = f"{result.run_id} ({result.name or 'unnamed'}): {result.outcome}"
     problem = result.problem
     unknown = sorted({str(s.action) for s in result.steps} - set(registry.names()))
-    if result.outcome == "skipped" and unknown:
+    if result.outcome == Outcome.SKIPPED and unknown:
         names = ", ".join(repr(name) for name in unknown)
         (noun, verb, it) = ("name", "is", "it") if len(unknown) == 1 else ("names", "are", "them")
         problem = (
@@ -464,7 +457,7 @@ def recover_round(
     """Recover up to ``--batch`` runs; how many, and how many did not end well."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    waiting = min(len(journal.runs(status="interrupted", limit=None)), args.batch)
+    waiting = min(len(journal.runs(status=INTERRUPTED, limit=None)), args.batch)
     done = unfinished = 0
     with Progress(
         TextColumn("recovering"),
@@ -479,7 +472,7 @@ def recover_round(
             done += 1
             progress.advance(task)
             progress.console.print(describe(r), markup=False, highlight=False, soft_wrap=True)
-            unfinished += r.outcome not in ("completed", "rolled_back")
+            unfinished += r.outcome not in PRUNABLE
             if stopping.is_set():
                 break
     return done, unfinished

@@ -1,18 +1,12 @@
-"""Journals: where durable queues record their runs (SQLite, or PostgreSQL)."""
+"""Journals: where durable queues record their runs (SQLite, PostgreSQL, or memory)."""
 
 import typing as _typing
 
-from . import _base, _sqlite
-from ._base import (
-    Journal,
-    JournalError,
-    LeaseLostError,
-    NewRun,
-    RunRecorder,
-    RunRow,
-    StepChange,
-    StepRow,
-)
+from .. import _status
+from .._errors import JournalError, LeaseLostError
+from . import _schema
+from ._base import Journal, NewRun, RunRow, StepChange, StepRow
+from ._memory import MemoryJournal
 from ._open import open_journal
 from ._postgres import PostgresJournal
 from ._sqlite import SQLiteJournal
@@ -25,25 +19,25 @@ from ._sqlite import SQLiteJournal
 #: ``"running"``, ``"failed"`` (execution stopped, rollback not yet finished) and
 #: ``"rolling_back"``. A run in one of these whose lease has expired has lost its
 #: owner, and :func:`~actionqueues.recover` claims it.
-UNFINISHED: _typing.Final = _base.UNFINISHED
+UNFINISHED: _typing.Final = _status.UNFINISHED
 
 #: The run statuses that are final.
 #:
 #: ``"completed"``, ``"rolled_back"`` and ``"rollback_failed"``. Recovery never
 #: claims such a run.
-FINISHED: _typing.Final = _base.FINISHED
+FINISHED: _typing.Final = _status.FINISHED
 
 #: The run statuses :meth:`~actionqueues.journal.Journal.prune` deletes by default.
 #:
 #: ``"completed"`` and ``"rolled_back"``, runs that need nothing more from anyone.
 #: A run whose rollback failed stays until an operator acts on it.
-PRUNABLE: _typing.Final = _base.PRUNABLE
+PRUNABLE: _typing.Final = _status.PRUNABLE
 
 #: The version of the journal schema this actionqueues writes.
 #:
 #: An older journal is migrated when opened to write (read as it is when opened
 #: ``readonly``); a newer one is refused with :class:`~actionqueues.JournalError`.
-SCHEMA_VERSION: _typing.Final = _sqlite.SCHEMA_VERSION
+SCHEMA_VERSION: _typing.Final = _schema.SCHEMA_VERSION
 
 __all__ = [
     "FINISHED",
@@ -53,9 +47,9 @@ __all__ = [
     "Journal",
     "JournalError",
     "LeaseLostError",
+    "MemoryJournal",
     "NewRun",
     "PostgresJournal",
-    "RunRecorder",
     "RunRow",
     "SQLiteJournal",
     "StepChange",

@@ -21,49 +21,23 @@ import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
-from .._errors import ActionQueueError
+from .._errors import JournalError, LeaseLostError
+from .._status import (
+    FINISHED,
+    INTERRUPTED,
+    LISTABLE,
+    PRUNABLE,
+    RunStatus,
+)
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
-
-#: Run statuses that mean "not finished": a run in one of these whose lease has
-#: expired has lost its owner and is recovered.
-UNFINISHED = ("running", "failed", "rolling_back")
-FINISHED = ("completed", "rolled_back", "rollback_failed")
-#: What ``prune()`` deletes by default: runs that need nothing more from anyone. A
-#: run that failed to roll back stays until an operator acts (DESIGN O3).
-PRUNABLE = ("completed", "rolled_back")
-#: Every status a step row may hold.
-STEP_STATUSES = frozenset(
-    {"pending", "executing", "executed", "failed", "rolling_back", "rolled_back", "rollback_failed"}
-)
 
 logger = logging.getLogger("actionqueues")
 
 #: The shortest lease: the heartbeat renews every third of it, and a shorter one
 #: would spin; the longest, a day.
 MIN_LEASE, MAX_LEASE = 0.1, 86400.0
-
-
-class JournalError(ActionQueueError):
-    """The journal cannot be opened, read or written.
-
-    The disk is full, the file or database is read-only, locked, corrupt, or was
-    written by a newer actionqueues; the journal is closed; or an argument given to
-    it is wrong. A durable queue raises it before the side effect of the step whose
-    record could not be written.
-
-    .. versionadded:: 1.0
-    """
-
-
-class LeaseLostError(JournalError):
-    """This process no longer owns the run: its lease expired and a recoverer claimed it.
-
-    The run stops here; the recoverer finishes it.
-
-    .. versionadded:: 1.0
-    """
 
 
 def run_taken(run_id: str) -> JournalError:
@@ -118,7 +92,7 @@ def check_prune(before: object, statuses: object) -> tuple[float, tuple[str, ...
 
 def check_runs(status: object, name: object, before: object, limit: object) -> None:
     """``runs()``'s filters, checked before any query."""
-    known = (*UNFINISHED, *FINISHED, "interrupted")
+    known = LISTABLE
     if status is not None and status not in known:
         msg = f"runs(status={status!r}): choose among {', '.join(known)}, or None for all."
         raise JournalError(msg)
@@ -273,7 +247,7 @@ def run_filters(
     """The WHERE clause and parameters of ``Journal.runs()``'s filters, in a backend's
     placeholder ``mark``; ``interrupted`` is its test for a lease that expired."""
     where, params = ["1 = 1"], []  # type: list[str], list[object]
-    if status == "interrupted":
+    if status == INTERRUPTED:
         where.append(interrupted[0])
         params += interrupted[1]
     elif status is not None:
@@ -757,7 +731,7 @@ class RunRecorder:
         new: NewRun | None = None,
         *,
         fold: bool = False,
-        status: str = "running",
+        status: str = RunStatus.RUNNING,
     ) -> None:
         self.journal = journal
         self.run_id = run_id

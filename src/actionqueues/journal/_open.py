@@ -6,7 +6,9 @@ import os
 import re
 from typing import Final
 
-from ._base import Journal, JournalError
+from .._errors import JournalError
+from ._base import Journal
+from ._memory import MemoryJournal
 from ._sqlite import SQLiteJournal
 
 # A libpq keyword/value connection string ("host=db port=5432 ..."): one that starts
@@ -64,8 +66,8 @@ def looks_like_dsn(text: str) -> bool:
 
 
 _ACCEPTED: Final = (
-    "a file path, a sqlite:///relative.db or sqlite:////absolute.db URL, or a "
-    "postgresql://user@host:port/database URL"
+    "a file path, a sqlite:///relative.db or sqlite:////absolute.db URL, a "
+    "postgresql://user@host:port/database URL, or memory: (a journal in memory, for tests)"
 )
 
 
@@ -76,7 +78,10 @@ def open_journal(
 
     ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or a plain file path open a
     :class:`~actionqueues.SQLiteJournal`; ``postgresql://...`` (or ``postgres://...``) a
-    :class:`~actionqueues.journal.PostgresJournal` (the ``[postgres]`` extra).
+    :class:`~actionqueues.journal.PostgresJournal` (the ``[postgres]`` extra); the string
+    ``memory:`` a new, empty :class:`~actionqueues.MemoryJournal` (for tests: each
+    call opens another, which shares no run with the last; a file of that name is
+    ``./memory:``).
 
     Args:
         url: Where the journal is.
@@ -93,7 +98,8 @@ def open_journal(
         JournalError: ``url`` is none of the accepted forms (a keyword/value
             connection string is refused: give it to
             :class:`~actionqueues.journal.PostgresJournal`), or the journal cannot be
-            opened.
+            opened; or ``memory:`` is opened ``readonly`` (a new memory journal
+            holds nothing to read).
 
     .. versionadded:: 1.0
     """
@@ -101,6 +107,14 @@ def open_journal(
         msg = f"open_journal({url!r}): pass {_ACCEPTED}."
         raise JournalError(msg)
     text = os.fspath(url)
+    if isinstance(url, str) and text == "memory:":
+        if readonly:
+            msg = (
+                "open_journal('memory:', readonly=True): a new memory journal is empty, "
+                "and only its own queues write it; open it without readonly=True."
+            )
+            raise JournalError(msg)
+        return MemoryJournal(**options)  # type: ignore[arg-type]
     if text.startswith(("postgresql://", "postgres://")):
         from ._postgres import PostgresJournal
 

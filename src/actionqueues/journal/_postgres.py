@@ -40,11 +40,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
+from .._errors import JournalError, LeaseLostError
+from .._status import ROLLBACK_STATUSES, UNFINISHED
 from ._base import (
-    UNFINISHED,
     Journal,
-    JournalError,
-    LeaseLostError,
     NewRun,
     RunRow,
     StepChange,
@@ -60,9 +59,10 @@ from ._base import (
 from ._redact import Redact, redact, scrub
 from ._schema import (
     INDEXES,
-    ROLLBACK_STATUSES,
+    POSTGRES_MIGRATIONS,
     RUN_COLUMNS,
     SCHEMA_NAME,
+    SCHEMA_VERSION,
     STEP_COLUMNS,
     STEP_COLUMNS_1,
     UNFINISHED_SQL,
@@ -72,49 +72,11 @@ if TYPE_CHECKING:
     import psycopg
     import psycopg_pool
 
-SCHEMA_VERSION: Final = 2
 _ADVISORY_KEY: Final = 0x61717565  # "aque": serialises schema creation and migration
 _LIBPQ_INT_MAX: Final = 2**31 - 1  # libpq refuses a larger connect_timeout
 
 # The server's clock, as seconds since the epoch.
 _NOW: Final = "extract(epoch from clock_timestamp())"
-
-_MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
-    1: (
-        """CREATE TABLE {s}.runs (
-            id text PRIMARY KEY,
-            name text,
-            status text NOT NULL,
-            mode text NOT NULL,
-            owner text,
-            lease_until double precision NOT NULL,
-            claims integer NOT NULL DEFAULT 0,
-            created double precision NOT NULL,
-            updated double precision NOT NULL,
-            error text,
-            steps integer NOT NULL
-        )""",
-        "CREATE INDEX runs_unfinished ON {s}.runs (lease_until) "
-        "WHERE status IN ('running', 'failed', 'rolling_back')",
-        "CREATE INDEX runs_updated ON {s}.runs (updated)",
-        """CREATE TABLE {s}.steps (
-            run_id text NOT NULL REFERENCES {s}.runs (id) ON DELETE CASCADE,
-            idx integer NOT NULL,
-            action text NOT NULL,
-            name text NOT NULL,
-            state text NOT NULL,
-            status text NOT NULL,
-            attempts integer NOT NULL DEFAULT 0,
-            rollback_attempts integer NOT NULL DEFAULT 0,
-            error text,
-            rollback_error text,
-            updated double precision NOT NULL,
-            PRIMARY KEY (run_id, idx)
-        )""",
-    ),
-    # Parallel groups (the async queue's): each member's group, its first index.
-    2: ("ALTER TABLE {s}.steps ADD COLUMN grp integer",),
-}
 
 # -- helpers ---------------------------------------------------------------------------
 
@@ -453,7 +415,7 @@ class PostgresJournal(Journal):
         version = 0 if row is None else int(row[0])
         self._check_version(version)
         for step in range(version + 1, SCHEMA_VERSION + 1):
-            for statement in _MIGRATIONS[step]:
+            for statement in POSTGRES_MIGRATIONS[step]:
                 cur.execute(self._sql(statement))
         if row is None:
             cur.execute(self._sql("INSERT INTO {s}.version VALUES (%s)"), (SCHEMA_VERSION,))
@@ -751,7 +713,7 @@ class PostgresJournal(Journal):
         limit: int | None = None,
     ) -> list[RunRow]:
         check_runs(status, name, before, limit)
-        interrupted = (f"status = ANY(%s) AND lease_until < {_NOW}", [list(UNFINISHED)])
+        interrupted = (f"status = ANY(%s) AND lease_until < {_NOW}", [[str(s) for s in UNFINISHED]])
         where, params = run_filters("%s", interrupted, status, name, before)
         params.append(limit)
         with self._transaction("cannot be read") as cur:

@@ -1,10 +1,11 @@
-"""What both journals' tables hold, said once: their columns, the status sets as SQL,
-and the indexes made on every open to write.
+"""What the journals' tables hold, said once: the schema's version, each backend's
+migrations, the columns, the status sets as SQL, and the indexes made on every open
+to write.
 
-Each backend keeps its own ``CREATE TABLE`` migrations (their types differ); the
-names here are the ones their statements share. The tables are written ``{s}runs``
-and ``{s}steps``: a backend puts its schema's prefix in place of ``{s}`` (PostgreSQL's
-``"name".``, SQLite's nothing).
+The two backends' migrations differ in their types (and PostgreSQL's tables are in
+a schema of their own); the names here are the ones their statements share. The
+tables are written ``{s}runs`` and ``{s}steps``: a backend puts its schema's prefix in
+place of ``{s}`` (PostgreSQL's ``"name".``, SQLite's nothing).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from ._base import UNFINISHED
+from .._status import UNFINISHED
 
 RUN_COLUMNS: Final = (
     "id, name, status, mode, owner, lease_until, claims, created, updated, error, steps"
@@ -23,8 +24,6 @@ STEP_COLUMNS: Final = (
 )
 #: A journal of schema 1, read as it is (read-only, not migrated): no parallel groups.
 STEP_COLUMNS_1: Final = STEP_COLUMNS.replace(", grp", ", NULL AS grp")
-#: Step statuses of the rollback phase: their attempts and error are the rollback's.
-ROLLBACK_STATUSES: Final = frozenset({"rolling_back", "rolled_back", "rollback_failed"})
 #: The unfinished runs, as literal SQL, so that a planner matches the partial index
 #: below (which a parameter it could not).
 UNFINISHED_SQL: Final = "status IN (" + ", ".join(f"'{s}'" for s in UNFINISHED) + ")"
@@ -36,6 +35,85 @@ UNFINISHED_SQL: Final = "status IN (" + ", ".join(f"'{s}'" for s in UNFINISHED) 
 INDEXES: Final = (
     f"CREATE INDEX IF NOT EXISTS runs_claimable ON {{s}}runs (updated, id) WHERE {UNFINISHED_SQL}",
 )
+
+#: The version of the schema this actionqueues writes, on every backend.
+SCHEMA_VERSION: Final = 2
+
+#: SQLite's migrations: the statements that take a journal from version n - 1 to n
+#: (its version is SQLite's ``user_version``).
+SQLITE_MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
+    1: (
+        """CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            name TEXT,
+            status TEXT NOT NULL,
+            mode TEXT NOT NULL,
+            owner TEXT,
+            lease_until REAL NOT NULL,
+            claims INTEGER NOT NULL DEFAULT 0,
+            created REAL NOT NULL,
+            updated REAL NOT NULL,
+            error TEXT,
+            steps INTEGER NOT NULL
+        )""",
+        "CREATE INDEX runs_unfinished ON runs (status, lease_until)",
+        "CREATE INDEX runs_updated ON runs (updated)",
+        """CREATE TABLE steps (
+            run_id TEXT NOT NULL REFERENCES runs (id),
+            idx INTEGER NOT NULL,
+            action TEXT NOT NULL,
+            name TEXT NOT NULL,
+            state TEXT NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            rollback_attempts INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            rollback_error TEXT,
+            updated REAL NOT NULL,
+            PRIMARY KEY (run_id, idx)
+        ) WITHOUT ROWID""",
+    ),
+    # Parallel groups (the async queue's): each member's group, its first index.
+    2: ("ALTER TABLE steps ADD COLUMN grp INTEGER",),
+}
+
+#: PostgreSQL's migrations, version by version (its version is in ``{s}.version``);
+#: ``{s}`` is the schema's quoted name.
+POSTGRES_MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
+    1: (
+        """CREATE TABLE {s}.runs (
+            id text PRIMARY KEY,
+            name text,
+            status text NOT NULL,
+            mode text NOT NULL,
+            owner text,
+            lease_until double precision NOT NULL,
+            claims integer NOT NULL DEFAULT 0,
+            created double precision NOT NULL,
+            updated double precision NOT NULL,
+            error text,
+            steps integer NOT NULL
+        )""",
+        "CREATE INDEX runs_unfinished ON {s}.runs (lease_until) WHERE " + UNFINISHED_SQL,
+        "CREATE INDEX runs_updated ON {s}.runs (updated)",
+        """CREATE TABLE {s}.steps (
+            run_id text NOT NULL REFERENCES {s}.runs (id) ON DELETE CASCADE,
+            idx integer NOT NULL,
+            action text NOT NULL,
+            name text NOT NULL,
+            state text NOT NULL,
+            status text NOT NULL,
+            attempts integer NOT NULL DEFAULT 0,
+            rollback_attempts integer NOT NULL DEFAULT 0,
+            error text,
+            rollback_error text,
+            updated double precision NOT NULL,
+            PRIMARY KEY (run_id, idx)
+        )""",
+    ),
+    # Parallel groups (the async queue's): each member's group, its first index.
+    2: ("ALTER TABLE {s}.steps ADD COLUMN grp integer",),
+}
 
 #: A PostgreSQL journal's schema name (the only identifier its SQL interpolates),
 #: matched whole (``fullmatch``: a trailing newline is no part of a name).

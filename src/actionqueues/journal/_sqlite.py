@@ -18,10 +18,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Final, Literal
 
+from .._errors import JournalError
+from .._status import ROLLBACK_STATUSES
 from ._base import (
     MAX_LEASE,
     Journal,
-    JournalError,
     NewRun,
     RunRow,
     StepChange,
@@ -35,51 +36,13 @@ from ._base import (
 )
 from ._schema import (
     INDEXES,
-    ROLLBACK_STATUSES,
     RUN_COLUMNS,
+    SCHEMA_VERSION,
+    SQLITE_MIGRATIONS,
     STEP_COLUMNS,
     STEP_COLUMNS_1,
     UNFINISHED_SQL,
 )
-
-SCHEMA_VERSION: Final = 2
-
-# Migrations: the statements that take a journal from version n - 1 to n.
-_MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
-    1: (
-        """CREATE TABLE runs (
-            id TEXT PRIMARY KEY,
-            name TEXT,
-            status TEXT NOT NULL,
-            mode TEXT NOT NULL,
-            owner TEXT,
-            lease_until REAL NOT NULL,
-            claims INTEGER NOT NULL DEFAULT 0,
-            created REAL NOT NULL,
-            updated REAL NOT NULL,
-            error TEXT,
-            steps INTEGER NOT NULL
-        )""",
-        "CREATE INDEX runs_unfinished ON runs (status, lease_until)",
-        "CREATE INDEX runs_updated ON runs (updated)",
-        """CREATE TABLE steps (
-            run_id TEXT NOT NULL REFERENCES runs (id),
-            idx INTEGER NOT NULL,
-            action TEXT NOT NULL,
-            name TEXT NOT NULL,
-            state TEXT NOT NULL,
-            status TEXT NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            rollback_attempts INTEGER NOT NULL DEFAULT 0,
-            error TEXT,
-            rollback_error TEXT,
-            updated REAL NOT NULL,
-            PRIMARY KEY (run_id, idx)
-        ) WITHOUT ROWID""",
-    ),
-    # Parallel groups (the async queue's): each member's group, its first index.
-    2: ("ALTER TABLE steps ADD COLUMN grp INTEGER",),
-}
 
 _OURS: Final = "EXISTS (SELECT 1 FROM runs WHERE id = ? AND owner = ? AND claims = ?)"
 _EXECUTE_UPDATE: Final = (
@@ -222,7 +185,7 @@ class SQLiteJournal(Journal):
             version = db.execute("PRAGMA user_version").fetchone()[0]
             self._check_version(version)
             for step in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[step]:
+                for statement in SQLITE_MIGRATIONS[step]:
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version = {step:d}")
             for statement in INDEXES:
