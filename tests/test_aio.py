@@ -37,6 +37,7 @@ from actionqueues import (
     StepFailed,
     StepStatus,
 )
+from actionqueues._writers import writer
 from actionqueues.journal import StepChange
 
 Log = list[tuple[str, str]]
@@ -593,7 +594,7 @@ def test_an_unwritable_journal_stops_an_async_run_before_the_side_effect(
 
     def read_only_after_a(event: Event) -> None:
         if isinstance(event, actionqueues.StepSucceeded):
-            journal.writer().submit(refuse).result()
+            writer(journal).submit(refuse).result()
 
     async def main() -> AsyncActionQueue:
         q = AsyncActionQueue(journal=journal, registry=registry, listeners=[read_only_after_a])
@@ -608,7 +609,7 @@ def test_an_unwritable_journal_stops_an_async_run_before_the_side_effect(
     with contextlib.closing(sqlite3.connect(sysdb)) as db:
         assert [] == db.execute("SELECT value FROM effects").fetchall()
     assert [1, 0, 0, 0] == [s.attempts for s in q.report.steps]
-    journal.writer().submit(lambda: journal._db().execute("PRAGMA query_only = 0")).result()
+    writer(journal).submit(lambda: journal._db().execute("PRAGMA query_only = 0")).result()
     journal.close()
 
 
@@ -779,7 +780,7 @@ def test_a_closed_journal_does_not_stop_an_async_rollback(flaky: Any) -> None:
 
     asyncio.run(main())
     with pytest.raises(actionqueues.JournalError, match="closed"):
-        flaky.writer()
+        writer(flaky)
 
 
 def test_a_members_executed_record_failing_stops_the_run(flaky: Any) -> None:

@@ -116,6 +116,37 @@ def place(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def test_a_bad_schema_in_the_environment_concerns_only_postgresql(place: Path) -> None:
+    """$ACTIONQUEUES_SCHEMA is checked when a PostgreSQL journal needs it: a SQLite
+    journal's commands ignore a bad one; a PostgreSQL one's refuse it (exit 2),
+    before connecting."""
+    assert COMMAND is not None
+    env = {k: v for k, v in os.environ.items() if k not in ("ACTIONQUEUES_JOURNAL", "PYTHONPATH")}
+    env["ACTIONQUEUES_SCHEMA"] = "Bad-Name"
+    journal = place / "journal.db"
+    SQLiteJournal(journal).close()
+    sqlite = subprocess.run(
+        [COMMAND, "--journal", str(journal), "runs", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert (0, "") == (sqlite.returncode, sqlite.stderr)
+    postgres = subprocess.run(
+        [COMMAND, "--journal", "postgresql://nobody@127.0.0.1:1/none", "runs"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert 2 == postgres.returncode
+    assert "'Bad-Name' is not a schema name" in postgres.stderr
+    assert "$ACTIONQUEUES_SCHEMA" in postgres.stderr
+
+
 @pytest.mark.parametrize(
     ("argv", "code", "fragment"), CASES, ids=[" ".join(c[0]) or "(nothing)" for c in CASES]
 )

@@ -414,7 +414,7 @@ def test_resume_mode_completes_an_interrupted_run(journal: Journal, sysdb: str) 
     durable = q._durable
     q._begin_execute()
     q._step_started(0, actionqueues.Phase.EXECUTE, 1)
-    durable.recorder.step_done(0, "executed", durable.state(0, q._actions[0]), 1)  # type: ignore[union-attr]
+    durable.step_done(0, "executed", durable.state(0, q._actions[0]), 1)  # type: ignore[union-attr]
     q._step_started(1, actionqueues.Phase.EXECUTE, 1)
     durable.leave()  # type: ignore[union-attr]
     del q, durable

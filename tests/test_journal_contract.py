@@ -37,8 +37,8 @@ from actionqueues import (
     open_journal,
     recover,
 )
+from actionqueues._durable import DurableRun
 from actionqueues.journal import Journal, NewRun, PostgresJournal, StepChange
-from actionqueues.journal._base import RunRecorder
 
 Opener = Callable[..., Journal]
 
@@ -489,7 +489,9 @@ def test_a_closed_journal_refuses_every_call(journal: Journal) -> None:
         lambda: journal.prune(0.0),
         lambda: journal.load("r1"),
         journal.runs,
-        lambda: RunRecorder(journal, "r3"),
+        lambda: DurableRun(journal, actionqueues.registry, "rollback", "r3").adopt(
+            "r3", 1, "running", []
+        ),
     ]
     for call in calls:
         with pytest.raises(JournalError, match="closed"):

@@ -7,15 +7,9 @@ The public API lives here; the 0.8.2 modules (``actionqueues.actionqueue``,
 
 import typing as _typing
 
-from . import _durable, _events, action, actionqueue, aqstatemachine, exceptionfactory, journal
+from . import _events, _registry, action, actionqueue, aqstatemachine, exceptionfactory, journal
 from ._action import Action, ActionLike, FunctionAction
-from ._durable import (
-    Registry,
-    StepContext,
-    current_step,
-    durable,
-    idempotency_key,
-)
+from ._context import StepContext, current_step, idempotency_key
 from ._engine import StepOptions, report_of
 from ._errors import (
     ActionQueueError,
@@ -44,6 +38,7 @@ from ._events import (
 from ._lifecycle import AQStateMachine
 from ._queue import ActionQueue
 from ._recovery import Recovered, recover, recovering
+from ._registry import Registry, durable
 from ._report import RunReport, StepReport
 from ._retry import (
     DoublingBackoffExceptionFactory,
@@ -75,7 +70,7 @@ Listener: _typing.TypeAlias = _events.Listener
 #:
 #: Durable queues and :func:`recover` look names up there unless given
 #: ``registry=``.
-registry: _typing.Final = _durable.registry
+registry: _typing.Final = _registry.registry
 
 __all__ = [
     "AQStateMachine",

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import ClassVar, Unpack
 
 from ._action import ActionLike
-from ._driver_async import AsyncDriver, _uncancelled
+from ._driver_async import AsyncDriver
 from ._engine import StepOptions
-from ._lifecycle import check
-from ._report import RunReport
 
 
 class AsyncActionQueue(AsyncDriver):
@@ -91,45 +88,3 @@ class AsyncActionQueue(AsyncDriver):
             LifecycleError: The queue has already started executing.
         """
         self._add_group(actions, options)
-
-    async def run(self) -> RunReport:
-        """Execute; if that fails, roll back and re-raise the original exception.
-
-        The rollback is shielded: if the task is cancelled (during a step, or during
-        the rollback itself), every executed step is still rolled back, and then
-        ``CancelledError`` propagates; the report says ``cancelled``. The exception
-        gets a note (PEP 678) saying how the rollback went, and :func:`report_of`
-        gives its report.
-
-        Returns:
-            The report of the completed run.
-
-        Raises:
-            BaseException: Whatever the failed action raised, after the rollback.
-            LifecycleError: The queue was already executed.
-            RollbackError: In strict mode, when any rollback failed.
-            JournalError: A durable queue's journal failed, as :meth:`execute` and
-                :meth:`rollback` describe.
-        """
-        check("execute", self._state)  # outside the try: a refused run rolls nothing back
-        try:
-            await self.execute()
-        except BaseException as exc:
-            try:
-                # In a task of its own, shielded; what it raises comes back as a value
-                # (asyncio would let a KeyboardInterrupt out of the loop, not to us).
-                raised = await _uncancelled(asyncio.ensure_future(self._rollback_quietly()))
-                if raised is not None:
-                    raise raised
-            finally:
-                self._annotate(exc)
-                del self  # no queue → error → traceback → frame → queue cycle
-            raise
-        return self.report
-
-    async def _rollback_quietly(self) -> BaseException | None:
-        try:
-            await self.rollback()
-        except BaseException as exc:
-            return exc
-        return None

@@ -107,6 +107,21 @@ def schema_name(text: str) -> str:
     return text
 
 
+def schema_of(given: str | None) -> str:
+    """A PostgreSQL journal's schema: ``--schema``, else ``$ACTIONQUEUES_SCHEMA`` (checked
+    only now, when a PostgreSQL journal needs it), else ``actionqueues``.
+
+    Raises:
+        UsageError: The environment's name is not a schema name.
+    """
+    if given is not None:
+        return given
+    try:
+        return schema_name(os.environ.get(SCHEMA_ENV, "actionqueues"))
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def global_options(where: argparse.ArgumentParser, *, suppress: bool) -> None:
     """``--journal`` and ``--schema``: on the main parser with their defaults, and on
     every subcommand's with none (``SUPPRESS``), so that given after the command they
@@ -119,7 +134,9 @@ def global_options(where: argparse.ArgumentParser, *, suppress: bool) -> None:
     where.add_argument(
         "--schema",
         type=schema_name,
-        default=argparse.SUPPRESS if suppress else os.environ.get(SCHEMA_ENV, "actionqueues"),
+        # Not $ACTIONQUEUES_SCHEMA here: argparse would check it for every journal,
+        # and a bad one in the environment would break SQLite ones (see schema_of).
+        default=argparse.SUPPRESS if suppress else None,
         help=f"a PostgreSQL journal's schema (default: ${SCHEMA_ENV}, else actionqueues)",
     )
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ._durable import Registry, idempotency_key
+from ._context import idempotency_key
 from ._events import (
     Event,
     RollbackFailed,
@@ -37,6 +37,7 @@ from ._events import (
 )
 from ._queue import ActionQueue
 from ._recovery import recover
+from ._registry import Registry
 from ._status import Phase
 from .journal import SQLiteJournal
 

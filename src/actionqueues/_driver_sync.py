@@ -14,9 +14,9 @@ from ._durable import DurableRun
 from ._engine import Engine
 from ._errors import ActionQueueError, JournalError, LeaseLostError
 from ._events import StepStarted, logger
-from ._lifecycle import QueueState
+from ._lifecycle import QueueState, check
+from ._report import RunReport
 from ._status import Mode, Phase, RunStatus, StepStatus
-from .journal._base import RunRecorder
 
 _EXECUTE: Final = Phase.EXECUTE
 _ROLLBACK: Final = Phase.ROLLBACK
@@ -156,12 +156,45 @@ class SyncDriver(Engine):
                 self._durable.leave()  # the caller's step context, as it was
         self._end_rollback()
         durable = self._durable
-        if durable is not None and durable.recorder is not None:
+        if durable is not None and durable.begun:
             self._record_rollback_end(durable)
         if self._report_finish or self._interrupt is not None or self._rb_errors:
             raised = self._rollback_outcome()
             if raised is not None:
                 raise raised
+
+    def run(self) -> RunReport:
+        """Execute; if that fails, roll back and re-raise the original exception.
+
+        The exception gets a note (PEP 678) saying how the rollback went, and
+        :func:`report_of` gives its report. In an :class:`AsyncActionQueue` the
+        rollback is shielded: if the task is cancelled (during a step, or during the
+        rollback itself), every executed step is still rolled back, and then
+        ``CancelledError`` propagates; the report says ``cancelled``.
+
+        Returns:
+            The report of the completed run.
+
+        Raises:
+            BaseException: Whatever the failed action raised, after the rollback.
+            LifecycleError: The queue was already executed.
+            RollbackError: In strict mode, when any rollback failed.
+            JournalError: A durable queue's journal failed, as :meth:`execute` and
+                :meth:`rollback` describe.
+
+        .. versionadded:: 1.0
+        """
+        check("execute", self._state)  # outside the try: a refused run rolls nothing back
+        try:
+            self.execute()
+        except BaseException as exc:
+            try:
+                self.rollback()
+            finally:
+                self._annotate(exc)
+                del self  # no queue → error → traceback → frame → queue cycle
+            raise
+        return self.report
 
     def _call(
         self,
@@ -206,7 +239,7 @@ class SyncDriver(Engine):
         for execute). The sync queue never awaits: it refuses a coroutine."""
         raise self._unawaited(result, index, phase)
 
-    # -- the journal (see DurableRun and RunRecorder) ---------------------------------
+    # -- the journal (see DurableRun) ------------------------------------------------
 
     def _io(self, write: Callable[..., None], *args: object) -> None:
         """Make a journal write. The async queue hands it to a worker thread, so that
@@ -215,13 +248,13 @@ class SyncDriver(Engine):
         fate would be worse), and is cancelled then."""
         write(*args)
 
-    def _give_up(self, recorder: RunRecorder, why: BaseException) -> None:
+    def _give_up(self, durable: DurableRun, why: BaseException) -> None:
         """Leave the run to recovery, released (a journal write, so made as writes are);
         a journal closed meanwhile lets its lease expire instead."""
         try:
-            self._io(recorder.give_up, why, True)
+            self._io(durable.give_up, why, True)
         except JournalError:
-            recorder.give_up(why, False)
+            durable.give_up(why, False)
 
     def _step_started(self, index: int, phase: Phase, attempt: int) -> None:
         self._calling = True
@@ -238,21 +271,19 @@ class SyncDriver(Engine):
         durable.enter(index, self._step_name(index), phase, attempt)
         if attempt != 1:
             return
-        recorder = durable.recorder
-        assert recorder is not None
         if phase is _EXECUTE:
             state = durable.state(index, self._actions[index])
-            self._io(recorder.step_started, index, StepStatus.EXECUTING, state)
+            self._io(durable.step_started, index, StepStatus.EXECUTING, state)
             return
         try:
             state = durable.state(index, self._actions[index])
             self._io(
-                recorder.step_started, index, StepStatus.ROLLING_BACK, state, RunStatus.ROLLING_BACK
+                durable.step_started, index, StepStatus.ROLLING_BACK, state, RunStatus.ROLLING_BACK
             )
         except LeaseLostError:
             raise
         except (JournalError, ActionQueueError) as exc:
-            if durable.mode == Mode.RESUME and recorder.status == RunStatus.RUNNING:
+            if durable.mode == Mode.RESUME and durable.status == RunStatus.RUNNING:
                 # The journal still holds the run as running, which recovery resumes:
                 # a step undone now would be resumed past as if executed. Nothing is
                 # undone; recovery takes the run over (D5, D10).
@@ -262,7 +293,7 @@ class SyncDriver(Engine):
                     "recovery would resume past a step undone now: the rollback stops "
                     "here, and recovery takes the run over."
                 )
-                self._give_up(recorder, exc)
+                self._give_up(durable, exc)
                 raise JournalError(msg) from exc
             logger.error("rolling back step %d without a journal record: %s", index + 1, exc)
         except BaseException as exc:  # an interrupt: held until every rollback was tried
@@ -277,14 +308,12 @@ class SyncDriver(Engine):
     def _record_done(self, durable: DurableRun, index: int, phase: Phase) -> None:
         """D2/D3: the step returned; record it with its state after. During rollback a
         journal or state error is logged and the rollback goes on."""
-        recorder = durable.recorder
-        assert recorder is not None
         status = StepStatus.EXECUTED if phase is _EXECUTE else StepStatus.ROLLED_BACK
         attempts = self._attempts.get((phase, index), 1)
         state: str | None
         if phase is _EXECUTE:
             state = durable.state(index, self._actions[index])
-            self._io(recorder.step_done, index, status, state, attempts)
+            self._io(durable.step_done, index, status, state, attempts)
             return
         try:
             state = durable.state(index, self._actions[index])
@@ -292,7 +321,7 @@ class SyncDriver(Engine):
             logger.error("step %d rolled back, its state not recorded: %s", index + 1, exc)
             state = None
         try:
-            self._io(recorder.step_done, index, status, state, attempts)
+            self._io(durable.step_done, index, status, state, attempts)
         except LeaseLostError:
             raise
         except JournalError as exc:  # kept pending: the next write tries again
@@ -305,51 +334,48 @@ class SyncDriver(Engine):
         as done; a failure's record failing is logged, not raised: the action's own
         exception is what propagates."""
         durable.leave()
-        recorder = durable.recorder
-        if recorder is None:  # the run's first record could not be made
+        if not durable.begun:  # the run's first record could not be made
             return
         error = self._error
-        if recorder.new is not None:  # never recorded (its first write failed): nothing to do
-            recorder.give_up(error or JournalError("not recorded"), release=False)
+        if durable.new is not None:  # never recorded (its first write failed): nothing to do
+            durable.give_up(error or JournalError("not recorded"), release=False)
             return
         if error is None:
             try:
-                self._io(recorder.finish, RunStatus.COMPLETED)
+                self._io(durable.finish, RunStatus.COMPLETED)
             except BaseException as exc:
                 self._state = _FAILED
                 self._error = exc
                 if isinstance(exc, JournalError) and not isinstance(exc, LeaseLostError):
-                    recorder.give_up(exc, release=False)
+                    durable.give_up(exc, release=False)
                 raise
             return
         try:
             for index in self._failures():
-                recorder.step_failed(
+                durable.step_failed(
                     index,
                     StepStatus.FAILED,
                     durable.state(index, self._actions[index]),
                     self._attempts.get((_EXECUTE, index), 1),
                     repr(self._errors.get(index, error)),
                 )
-            self._io(recorder.finish, RunStatus.FAILED, repr(error))
+            self._io(durable.finish, RunStatus.FAILED, repr(error))
         except LeaseLostError as exc:
             logger.error("run %s: %s", durable.run_id, exc)
         except (JournalError, ActionQueueError) as exc:
             # Its rollback, if one follows, writes again (and leases it again).
-            recorder.give_up(exc, release=False)
+            durable.give_up(exc, release=False)
 
     def _record_rollback_end(self, durable: DurableRun) -> None:
         """D4: record how the rollback ended (a failure to is logged); the step context
         was left by ``rollback()``."""
-        recorder = durable.recorder
-        assert recorder is not None
         try:
             ended = RunStatus.ROLLBACK_FAILED if self._rb_errors else RunStatus.ROLLED_BACK
-            self._io(recorder.finish, ended)
+            self._io(durable.finish, ended)
         except LeaseLostError as exc:
             logger.error("run %s: %s", durable.run_id, exc)
         except (JournalError, ActionQueueError) as exc:
             logger.error("could not record the end of run %s's rollback: %s", durable.run_id, exc)
-            self._give_up(recorder, exc)
+            self._give_up(durable, exc)
         except BaseException as exc:  # an interrupt: raised once the rollback is over
             self._hold(exc)

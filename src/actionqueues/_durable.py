@@ -1,473 +1,68 @@
-"""Durable actions: an explicit registry of names, JSON state, and the step context.
+"""The durable run: what a durable queue adds to a run, and its journal records.
 
-A durable queue records each action by a name the user registered and by its state
-as JSON, so that another process can rebuild it after a crash. Nothing is imported
-or evaluated by name unless it was registered; nothing is unpickled (D8).
+The driver tells it each step transition; it encodes the actions' states, sets the
+step context that :func:`~actionqueues.current_step` reads, and turns each
+transition into a journal write (D1-D4).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
+import threading
 import uuid
-from collections.abc import Callable
-from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING
 
-from ._action import FunctionAction, is_async_callable
-from ._errors import InvalidActionError, InvalidArgumentError, StateError
+from ._action import FunctionAction
+from ._context import _CURRENT, StepContext
+from ._errors import InvalidActionError
+from ._registry import Registry
 from ._status import Phase
 
 if TYPE_CHECKING:
     import asyncio
-from .journal import Journal, NewRun
-from .journal._base import RunRecorder
-
-T = TypeVar("T", bound=type)
-
-JSONState = Any  # what json.loads returns: dict, list, str, int, float, bool or None
-
-
-class _Entry(NamedTuple):
-    cls: type
-    encode: Callable[[Any], JSONState]
-    decode: Callable[[JSONState], Any]
-
-
-# One encoder for every state: json.dumps() with options builds a new one per call.
-_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), sort_keys=True)
-_FIELDS: dict[type, tuple[str, ...]] = {}
-
-#: The longest run id: ids are keys of the journal's indexes (PostgreSQL's hold at
-#: most about 2,700 bytes a row), and are shown and typed by operators.
-MAX_RUN_ID = 200
-
-
-def check_text(text: str, where: str, *, longest: int | None = None) -> None:
-    """Text a journal stores (a run id, a name): UTF-8 encodable, and not too long."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        msg = (
-            f"{where}={text!r}): the text holds a lone surrogate, which no journal can "
-            "store as UTF-8; pass text without one."
-        )
-        raise InvalidArgumentError(msg) from None
-    if longest is not None and len(text) > longest:
-        msg = f"{where}=<{len(text)} characters>): at most {longest} characters."
-        raise InvalidArgumentError(msg)
-
-
-def _difference(before: object, after: object, where: str = "the state") -> str | None:
-    """Where JSON changes a state (a tuple comes back a list, an int key a string
-    key), or None when it comes back equal."""
-    if type(before) is tuple:
-        return f"{where} is a tuple, which comes back from JSON as a list"
-    if isinstance(before, dict) and isinstance(after, dict):
-        for key, value in before.items():
-            if not isinstance(key, str):
-                return f"{where} has the key {key!r}, which comes back from JSON as {str(key)!r}"
-            found = _difference(value, after.get(key), f"{where}[{key!r}]")
-            if found is not None:
-                return found
-        return None
-    if isinstance(before, list) and isinstance(after, list):
-        for k, (value, back) in enumerate(zip(before, after, strict=False)):
-            found = _difference(value, back, f"{where}[{k}]")
-            if found is not None:
-                return found
-        return None
-    if before != after:
-        return f"{where} is {before!r}, which comes back from JSON as {after!r}"
-    return None
-
-
-def _default_encode(action: object) -> JSONState:
-    if hasattr(action, "to_state"):
-        return action.to_state()
-    cls = type(action)
-    names = _FIELDS.get(cls)
-    if names is None and dataclasses.is_dataclass(cls):
-        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
-    if names is not None:
-        return {name: getattr(action, name) for name in names}
-    try:
-        return dict(vars(action))
-    except TypeError:
-        msg = (
-            f"{type(action).__qualname__} has no attribute dict to save; give it "
-            "to_state() and from_state() methods"
-        )
-        raise StateError(msg) from None
-
-
-def _default_decoder(cls: type) -> Callable[[JSONState], Any]:
-    def decode(state: JSONState) -> Any:
-        from_state = getattr(cls, "from_state", None)
-        if from_state is not None:
-            return from_state(state)
-        if not isinstance(state, dict):
-            msg = f"the state of a {cls.__qualname__} must be a JSON object, not {state!r}"
-            raise StateError(msg)
-        bad = [key for key in state if not key.isidentifier() or key.startswith("__")]
-        if bad:
-            msg = (
-                f"the state of a {cls.__qualname__} has the key(s) {bad!r}, which are no "
-                "attribute names an action may have"
-            )
-            raise StateError(msg)
-        action: Any = object.__new__(cls)
-        if dataclasses.is_dataclass(cls):
-            # A field added since the run was recorded takes its default.
-            for field in dataclasses.fields(cls):
-                if field.name in state:
-                    continue
-                if field.default is not dataclasses.MISSING:
-                    object.__setattr__(action, field.name, field.default)
-                elif field.default_factory is not dataclasses.MISSING:
-                    object.__setattr__(action, field.name, field.default_factory())
-                else:
-                    msg = (
-                        f"the state of a {cls.__qualname__} has no {field.name!r}, a field "
-                        "without a default: give the field a default, or a from_state()"
-                    )
-                    raise StateError(msg)
-        for key, value in state.items():
-            object.__setattr__(action, key, value)  # frozen dataclasses too
-        return action
-
-    return decode
-
-
-class Registry:
-    """Names for durable action classes.
-
-    A durable queue refuses, at ``add()``, an action whose class is not registered;
-    recovery rebuilds actions only from registered names, and never unpickles. An
-    action's state is, by default, its dataclass fields or its attribute dict, as
-    JSON; a class can define ``to_state()`` and a classmethod ``from_state(state)``
-    instead, or the registration can pass ``encode=`` and ``decode=``.
-
-    Most programs use the default one, :data:`registry`, through :func:`durable`;
-    a registry of your own is passed as ``registry=`` to the queue and to
-    :func:`recover`.
-
-    .. versionadded:: 1.0
-    """
-
-    def __init__(self) -> None:
-        self._by_name: dict[str, _Entry] = {}
-        self._by_type: dict[type, str] = {}
-
-    def register(
-        self,
-        name: str,
-        cls: type | None = None,
-        *,
-        encode: Callable[[Any], JSONState] | None = None,
-        decode: Callable[[JSONState], Any] | None = None,
-    ) -> Any:
-        """Register ``cls`` under ``name``; without ``cls``, a class decorator.
-
-        Registering a class again under the same name is allowed; the last
-        ``encode`` and ``decode`` given are kept.
-
-        Args:
-            name: The name journals store for the class: unique in this registry,
-                and stable across processes and releases (recovery looks it up).
-            cls: The action class (with ``execute`` and ``rollback``). Left out,
-                ``register`` returns a decorator that registers the class it is
-                applied to.
-            encode: Takes an action and returns its state as JSON data (dicts,
-                lists, str, int, float, bool, None); by default ``to_state()`` if
-                the class has it, else its dataclass fields or attribute dict.
-            decode: Takes that JSON data and returns the action rebuilt; by default
-                the class's ``from_state(state)`` if it has one, else an instance
-                made without calling ``__init__``, with the state's keys as its
-                attributes.
-
-        Returns:
-            ``cls``, registered; without ``cls``, the decorator.
-
-        Raises:
-            InvalidActionError: ``name`` is empty or not a string; or (when the
-                decorator is applied, without ``cls``) ``name`` is taken by another
-                class, the class has no ``execute`` and ``rollback``, or
-                ``encode``/``decode`` is not a plain function.
-        """
-        if not isinstance(name, str) or not name:
-            msg = f"register({name!r}): the name must be a non-empty string."
-            raise InvalidActionError(msg)
-
-        def add(klass: T) -> T:
-            if not (
-                isinstance(klass, type)
-                and callable(getattr(klass, "execute", None))
-                and callable(getattr(klass, "rollback", None))
-            ):
-                msg = (
-                    f"register({name!r}) needs a class with execute() and rollback() "
-                    f"methods, not {klass!r}."
-                )
-                raise InvalidActionError(msg)
-            for hook, fn in (("encode", encode), ("decode", decode)):
-                if fn is not None and (not callable(fn) or is_async_callable(fn)):
-                    msg = (
-                        f"register({name!r}, {hook}={fn!r}): {hook} must be a plain "
-                        "function (not async def): states are encoded as steps run."
-                    )
-                    raise InvalidActionError(msg)
-            taken = self._by_name.get(name)
-            if taken is not None and taken.cls is not klass:
-                msg = (
-                    f"register({name!r}): the name is already registered for "
-                    f"{taken.cls.__module__}.{taken.cls.__qualname__}; names must be "
-                    "unique and stable, because journals store them."
-                )
-                raise InvalidActionError(msg)
-            self._by_name[name] = _Entry(
-                klass, encode or _default_encode, decode or _default_decoder(klass)
-            )
-            self._by_type[klass] = name
-            return klass
-
-        return add if cls is None else add(cls)
-
-    def name_of(self, action: object) -> str | None:
-        """The name under which ``action``'s class is registered.
-
-        Args:
-            action: An action object.
-
-        Returns:
-            The name, or None when its class (exactly that class, not a base class)
-            is not registered.
-        """
-        return self._by_type.get(type(action))
-
-    def names(self) -> list[str]:
-        """Every registered name.
-
-        Returns:
-            The names, sorted.
-        """
-        return sorted(self._by_name)
-
-    def encode(self, name: str, action: object, *, exact: bool = False) -> str:
-        """``action``'s state as JSON text.
-
-        Args:
-            name: The name ``action``'s class is registered under.
-            action: The action.
-            exact: Also refuse a state that JSON would bring back changed (a tuple as
-                a list, an int key as a string): ``add()`` checks it once.
-
-        Returns:
-            The state as compact JSON text, keys sorted.
-
-        Raises:
-            StateError: ``name`` is not registered, the state is not JSON (a set, an
-                object, NaN...), its encoder failed, or (``exact``) it would not come
-                back as it is.
-        """
-        try:
-            state = self._by_name[name].encode(action)
-        except StateError:
-            raise
-        except Exception as exc:
-            msg = (
-                f"The state of the durable action {name!r} ({type(action).__qualname__}) "
-                f"could not be taken: {exc!r}."
-            )
-            raise StateError(msg) from exc
-        try:
-            text: str = _ENCODER.encode(state)
-            changed = _difference(state, json.loads(text)) if exact else None
-        except RecursionError:
-            msg = (
-                f"The state of the durable action {name!r} ({type(action).__qualname__}) "
-                "is nested too deep to write as JSON; keep it flatter."
-            )
-            raise StateError(msg) from None
-        except (TypeError, ValueError) as exc:
-            msg = (
-                f"The state of the durable action {name!r} ({type(action).__qualname__}) "
-                f"is not JSON: {exc}. Keep plain data (str, int, float, bool, None, "
-                "lists, dicts) on durable actions, or give the class to_state() and "
-                "from_state() methods."
-            )
-            raise StateError(msg) from exc
-        if changed is not None:
-            msg = (
-                f"The state of the durable action {name!r} ({type(action).__qualname__}) "
-                f"would not come back as it is after a crash: {changed}. Use lists and "
-                "string keys, or give the class to_state() and from_state() methods."
-            )
-            raise StateError(msg)
-        return text
-
-    def decode(self, name: str, text: str) -> object:
-        """Rebuild the action registered as ``name`` from its JSON state.
-
-        Args:
-            name: The name the action's class is registered under.
-            text: The state, as JSON text (what :meth:`encode` returned).
-
-        Returns:
-            The rebuilt action.
-
-        Raises:
-            KeyError: ``name`` is not registered.
-            StateError: The state cannot be read back.
-        """
-        entry = self._by_name[name]
-        try:
-            return entry.decode(json.loads(text))
-        except StateError:
-            raise
-        except Exception as exc:
-            msg = f"cannot rebuild the durable action {name!r} from its state: {exc!r}"
-            raise StateError(msg) from exc
-
-
-#: The registry durable queues use unless given another.
-registry = Registry()
-
-
-def durable(
-    name: str,
-    *,
-    encode: Callable[[Any], JSONState] | None = None,
-    decode: Callable[[JSONState], Any] | None = None,
-) -> Callable[[T], T]:
-    """Class decorator: register an action class under ``name`` in the default registry.
-
-    Durable queues accept only actions whose class is registered, and recovery
-    rebuilds them by that name::
-
-        @actionqueues.durable("create-user")
-        @dataclass
-        class CreateUser(actionqueues.Action):
-            email: str
-            user_id: int | None = None
-
-    Args:
-        name: The name journals store for the class: unique, and stable across
-            processes and releases.
-        encode: The state's encoder, in place of the default (see
-            :meth:`Registry.register`).
-        decode: The state's decoder, in place of the default.
-
-    Returns:
-        The decorator, which returns the class unchanged.
-
-    Raises:
-        InvalidActionError: ``name`` is empty or not a string; or, when the
-            decorator is applied, ``name`` is taken by another class, the class has
-            no ``execute`` and ``rollback``, or ``encode``/``decode`` is not a plain
-            function.
-
-    .. versionadded:: 1.0
-    """
-    decorator: Callable[[T], T] = registry.register(name, encode=encode, decode=decode)
-    return decorator
-
-
-class StepContext(NamedTuple):
-    """The durable step being executed or rolled back right now.
-
-    Attributes:
-        run_id: The run's id in the journal.
-        index: The step's position, from 0.
-        name: The step's name.
-        phase: ``execute`` or ``rollback``.
-        attempt: The call's attempt number in this phase, from 1.
-        claim: How many times the run has been claimed: 0 for its first owner, then
-            one more for each recovery.
-
-    .. versionadded:: 1.0
-    """
-
-    run_id: str
-    index: int  # type: ignore[assignment]  # shadows tuple.index, on purpose
-    name: str
-    phase: Phase
-    attempt: int
-    claim: int
-
-    @property
-    def key(self) -> str:
-        """The step's idempotency key, the same across retries, rollback and recovery.
-
-        It is ``"<run id>/<step index>"``; see :func:`idempotency_key`.
-        """
-        return f"{self.run_id}/{self.index}"
-
-
-_CURRENT: ContextVar[StepContext | None] = ContextVar("actionqueues_step", default=None)
-
-
-def current_step() -> StepContext:
-    """The durable step whose ``execute`` or ``rollback`` is running now.
-
-    Returns:
-        The step's run id, index, name, phase, attempt and claim; its
-        :attr:`StepContext.key`.
-
-    Raises:
-        LookupError: Not called from inside a durable queue's action.
-
-    .. versionadded:: 1.0
-    """
-    step = _CURRENT.get()
-    if step is None:
-        msg = (
-            "current_step() is only available inside execute() or rollback() of an "
-            "action run by a durable queue (ActionQueue(journal=...))."
-        )
-        raise LookupError(msg)
-    return step
-
-
-def idempotency_key() -> str:
-    """The running durable step's idempotency key.
-
-    Pass it to payment APIs and the like, so that a step executed again after a
-    crash (or retried) is not applied twice. It is the same for a step's every
-    attempt, its rollback, and its recovery: ``"<run id>/<step index>"``.
-
-    Returns:
-        The key, ``current_step().key``.
-
-    Raises:
-        LookupError: Not called from inside a durable queue's action.
-
-    .. versionadded:: 1.0
-    """
-    return current_step().key
+from ._status import FINISHED, RunStatus
+from .journal import Journal, NewRun, StepChange
+from .journal._base import logger
 
 
 class DurableRun:
-    """What a durable queue adds to a run: the journal records of its steps.
+    """What a durable queue adds to a run: its journal records, its states, its context.
 
-    The engine calls it at each step transition (see ``_engine``); it encodes the
-    actions' states, writes through a :class:`RunRecorder`, and sets the step
-    context that :func:`current_step` reads.
+    The driver tells it each step transition. It encodes the actions' states, sets
+    the step context that :func:`~actionqueues.current_step` reads, and turns each
+    transition into a journal write: before a step's first call its "executing"
+    record is committed (D1); once the call returns, its "executed" record with the
+    state after (D2), so that a rollback after a crash sees, say, the key of the row
+    the step created. Rollback likewise (D3), and the run's outcome (D4). The run
+    itself is inserted with its first record.
+
+    With ``fold``, a step's "executed" (or "rolled back") record is committed with
+    the next write instead: one commit per step rather than two. A crash in between
+    then leaves the step "executing" with its state from before, so its rollback
+    must find what execute did by the idempotency key.
+
+    While the run is begun (or adopted) and unfinished, and this object lives, the
+    journal's heartbeat renews the run's lease.
     """
 
     __slots__ = (
+        "__weakref__",
+        "_guard",
         "_lock",
+        "begun",
         "claim",
         "entered",
+        "finished",
         "fold",
         "journal",
         "mode",
         "names",
+        "new",
+        "pending",
         "previous",
-        "recorder",
         "registry",
         "run_id",
         "states",
+        "status",
     )
 
     def __init__(
@@ -486,11 +81,19 @@ class DurableRun:
         self.run_id = run_id or uuid.uuid4().hex
         self.names: list[str] = []  # the registered name of each step's action
         self.states: list[str] = []  # each action's state when it was added
-        self.recorder: RunRecorder | None = None
         self.claim = 0
         self.entered = False  # the step context is set (and ``previous`` kept)
         self.previous: StepContext | None = None
         self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        # The journal records: none until begin() (or adopt(), for recovery).
+        self.begun = False
+        self.new: NewRun | None = None  # a run not inserted yet: with the first write
+        self.status: str = RunStatus.RUNNING  # the run's status as last committed
+        self.pending: list[StepChange] = []  # kept until a write succeeds
+        # Guards ``pending`` and ``new``: an async queue's writes are made in a
+        # worker thread while its loop may add a record to the next write.
+        self._guard = threading.Lock()
+        self.finished = False  # finished, or given up: the lease is no longer renewed
 
     def lock(self) -> asyncio.Lock:
         """The async queue's lock: one journal write of the run at a time (the
@@ -542,15 +145,21 @@ class DurableRun:
         # when the step starts (D1).
         steps = list(zip(self.names, step_names, self.states, strict=True))
         mode = f"{self.mode}:async" if asynchronous else self.mode
-        new = NewRun(queue_name, mode, steps, groups or ())
-        self.recorder = RunRecorder(self.journal, self.run_id, self.claim, new, fold=self.fold)
+        self.new = NewRun(queue_name, mode, steps, groups or ())
+        self._watch()
 
-    def adopt(self, recorder: RunRecorder, names: list[str]) -> None:
-        """Continue a run claimed by recovery."""
-        self.recorder = recorder
-        self.run_id = recorder.run_id
-        self.claim = recorder.claim
-        self.names = names
+    def adopt(self, run_id: str, claim: int, status: str, names: list[str]) -> None:
+        """Continue a run claimed by recovery, under ``claim``, as the journal holds it.
+
+        Raises:
+            JournalError: The journal is closed, or opened read-only.
+        """
+        self.run_id, self.claim, self.status, self.names = run_id, claim, status, names
+        self._watch()
+
+    def _watch(self) -> None:
+        self.journal._watch(self)  # refused by a closed or read-only journal
+        self.begun = True
 
     def state(self, index: int, action: object) -> str:
         return self.registry.encode(self.names[index], action)
@@ -570,3 +179,166 @@ class DurableRun:
         if self.entered:
             _CURRENT.set(self.previous)
             self.entered = False
+
+    # -- the journal's records (D1-D4) ---------------------------------------------
+
+    def _write(
+        self,
+        change: StepChange | None,
+        status: str | None = None,
+        error: str | None = None,
+        *,
+        keep: bool = True,
+    ) -> None:
+        """Commit ``change`` with every pending record. If the write fails, records of
+        what already happened stay pending for the next write; a record of a call
+        about to be made (``keep=False``) is dropped, since the call will not be."""
+        with self._guard:
+            batch = [*self.pending, change] if change is not None else list(self.pending)
+            new = self.new
+        if new is not None and self.finished:
+            return  # given up before it was ever recorded: there is nothing to record
+        try:
+            self.journal.record(self.run_id, self.claim, batch, status, error, new)
+        except BaseException:
+            if keep and change is not None:
+                with self._guard:
+                    self.pending.append(change)
+            raise
+        with self._guard:  # what was written; what was added meanwhile stays
+            written = {id(c) for c in batch}
+            self.pending = [c for c in self.pending if id(c) not in written]
+            if new is not None and self.new is new:
+                self.new = None
+        if status is not None:
+            self.status = status
+            self.finished = status in FINISHED  # rollback() after completion: leased again
+
+    def step_started(
+        self, index: int, status: str, state: str, run_status: str | None = None
+    ) -> None:
+        """Commit that a step is executing (or rolling back), before its first call.
+
+        The step's attempts are set to 1, so that a step killed mid-call shows as
+        tried once. If the write fails, the record is dropped (the call will not be
+        made); the records pending before it stay pending.
+
+        Args:
+            index: The step's position, from 0.
+            status: ``"executing"`` or ``"rolling_back"``.
+            state: The action's state, as JSON text, before the call.
+            run_status: The run's new status with it (``"rolling_back"`` for a
+                rollback's first step), or None to leave it.
+
+        Raises:
+            LeaseLostError: The run is no longer this process's.
+            JournalError: It could not be written.
+        """
+        self._write(StepChange(index, status, state, 1), run_status, keep=False)
+
+    def give_up(self, why: BaseException, release: bool) -> None:
+        """Stop recording this run, and leave it to recovery.
+
+        For when the journal failed the record of how execution (or rollback) ended.
+        The run's lease is no longer renewed, and, with ``release``, given up at
+        once, so that recovery takes the run over from what the journal holds;
+        records not yet written are dropped, as in a crash. A run never recorded
+        (its first write failed) has nothing to leave to anyone. What happens is
+        logged; nothing is raised.
+
+        Args:
+            why: The error that made the queue give up, for the log.
+            release: End the lease now rather than let it expire.
+        """
+        self.finished = True  # the heartbeat skips it; a later write re-arms it
+        with self._guard:
+            self.pending.clear()
+        if self.new is not None:
+            return
+        # The error's message is a sentence; here it is a clause of a longer one.
+        reason = str(why).rstrip(".")
+        if not release:
+            logger.warning(
+                "run %s: %s; its lease is no longer renewed, and recovery takes it over "
+                "once the lease expires, in %g s",
+                self.run_id,
+                reason,
+                self.journal.lease,
+            )
+            return
+        if self.journal._closed.is_set():
+            logger.warning(
+                "run %s: %s; recovery takes it over once its lease expires, in %g s",
+                self.run_id,
+                reason,
+                self.journal.lease,
+            )
+            return
+        try:
+            self.journal.release(self.run_id, claim=self.claim)
+        except Exception as exc:
+            logger.warning(
+                "run %s: %s; it could not be released either (%s): recovery takes it "
+                "over once its lease expires, in %g s",
+                self.run_id,
+                reason,
+                exc,
+                self.journal.lease,
+            )
+        else:
+            logger.warning(
+                "run %s: %s; it is released, for recovery to take over now", self.run_id, why
+            )
+
+    def step_done(self, index: int, status: str, state: str | None, attempts: int) -> None:
+        """Record that a step's call returned: committed now, or with the next write if folding.
+
+        Args:
+            index: The step's position, from 0.
+            status: ``"executed"`` or ``"rolled_back"``.
+            state: The action's state, as JSON text, after the call; None to leave
+                the recorded one.
+            attempts: The calls this phase took.
+
+        Raises:
+            LeaseLostError: The run is no longer this process's (not folding).
+            JournalError: It could not be written (not folding); the record stays
+                pending, for the next write.
+        """
+        change = StepChange(index, status, state, attempts)
+        if self.fold:
+            with self._guard:
+                self.pending.append(change)
+        else:
+            self._write(change)
+
+    def step_failed(
+        self, index: int, status: str, state: str | None, attempts: int, error: str
+    ) -> None:
+        """Record that a step failed for good, with the next write.
+
+        The run's outcome, or the step's rollback, follows at once, and commits it.
+
+        Args:
+            index: The step's position, from 0.
+            status: ``"failed"`` or ``"rollback_failed"``.
+            state: The action's state, as JSON text; None to leave the recorded one.
+            attempts: The calls this phase took.
+            error: The ``repr()`` of what the last call raised.
+        """
+        with self._guard:
+            self.pending.append(StepChange(index, status, state, attempts, error))
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        """Commit the run's outcome, with any pending step record.
+
+        Args:
+            status: The run's new status: ``"completed"``, ``"failed"``,
+                ``"rolled_back"`` or ``"rollback_failed"``.
+            error: The ``repr()`` of the exception that stopped execution, or None.
+
+        Raises:
+            LeaseLostError: The run is no longer this process's.
+            JournalError: It could not be written; pending records stay pending.
+        """
+        self._write(None, status, error)

@@ -53,7 +53,7 @@ from typing import Any, ClassVar, Final, NamedTuple, NoReturn, TypedDict, Unpack
 
 from . import _retry
 from ._action import ActionLike, FunctionAction, callable_name, is_async_callable
-from ._durable import MAX_RUN_ID, DurableRun, Registry, check_text, registry
+from ._durable import DurableRun
 from ._errors import (
     ActionRetryException,
     InvalidActionError,
@@ -74,6 +74,7 @@ from ._events import (
     StepSucceeded,
 )
 from ._lifecycle import ALLOWED, QueueState, lifecycle_error
+from ._registry import MAX_RUN_ID, Registry, check_text, registry
 from ._report import RunReport, StepReport
 from ._retry import RetryPolicy, next_wait
 from ._status import MODES, Phase, RunStatus, StepStatus
@@ -696,7 +697,7 @@ class Engine:
         if self._timed:
             self._t0 = perf_counter()
         durable = self._durable
-        if durable is not None and durable.recorder is None:
+        if durable is not None and not durable.begun:
             try:  # D1 starts here: the run and its steps are recorded before any call
                 names = [self._step_name(i) for i in range(len(self._actions))]
                 groups = [self._group_of(i) for i in range(len(names))] if self._groups else None
@@ -910,7 +911,7 @@ class Engine:
         if self._interrupt is None and not isinstance(error, Exception):
             self._interrupt = error
         if self._durable is not None:
-            self._durable.recorder.step_failed(  # type: ignore[union-attr]
+            self._durable.step_failed(
                 index,
                 StepStatus.ROLLBACK_FAILED,
                 None,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from ._driver_sync import SyncDriver
-from ._lifecycle import check
-from ._report import RunReport
 
 
 class ActionQueue(SyncDriver):
@@ -59,33 +57,3 @@ class ActionQueue(SyncDriver):
     .. versionchanged:: 1.0
        Keyword arguments, :meth:`run` and :attr:`report`.
     """
-
-    def run(self) -> RunReport:
-        """Execute; if that fails, roll back and re-raise the original exception.
-
-        The exception gets a note (PEP 678) saying how the rollback went, and
-        :func:`report_of` gives its report.
-
-        Returns:
-            The report of the completed run.
-
-        Raises:
-            BaseException: Whatever the failed action raised, after the rollback.
-            LifecycleError: The queue was already executed.
-            RollbackError: In strict mode, when any rollback failed.
-            JournalError: A durable queue's journal failed, as :meth:`execute` and
-                :meth:`rollback` describe.
-
-        .. versionadded:: 1.0
-        """
-        check("execute", self._state)  # outside the try: a refused run rolls nothing back
-        try:
-            self.execute()
-        except BaseException as exc:
-            try:
-                self.rollback()
-            finally:
-                self._annotate(exc)
-                del self  # no queue → error → traceback → frame → queue cycle
-            raise
-        return self.report

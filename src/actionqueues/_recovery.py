@@ -18,11 +18,12 @@ from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from ._action import ActionLike
-from ._durable import Registry
-from ._durable import registry as default_registry
+from ._durable import DurableRun
 from ._errors import InvalidArgumentError, InvalidPolicyError, StateError
 from ._events import EventBus, Listener
 from ._queue import ActionQueue
+from ._registry import Registry
+from ._registry import registry as default_registry
 from ._report import RunReport
 from ._retry import RetryPolicy
 
@@ -41,7 +42,7 @@ from ._status import (
     StepStatus,
 )
 from .journal import Journal, RunRow, StepRow
-from .journal._base import RunRecorder, is_whole
+from .journal._base import is_whole
 
 # Step statuses that mean "execute was called": rolled back by recovery.
 
@@ -275,7 +276,7 @@ def recover_run(
         return Recovered(row.id, row.name, Outcome.SKIPPED.value, problem, None, steps)
     if isinstance(prepared, str):
         return Recovered(row.id, row.name, Outcome.SKIPPED.value, prepared, None, steps)
-    queue, recorder, finish, asynchronous = prepared
+    queue, durable, finish, asynchronous = prepared
     problem = None
     try:
         if asynchronous:
@@ -295,13 +296,13 @@ def recover_run(
     report = queue.report
     # What the journal holds is the outcome: a run whose end could not be recorded is
     # still interrupted, whatever this process did (its records say how far it got).
-    if recorder.status in FINISHED:
-        outcome = str(recorder.status)  # plain text, as a journal row's status
+    if durable.status in FINISHED:
+        outcome = str(durable.status)  # plain text, as a journal row's status
     else:
         outcome = Outcome.INTERRUPTED.value
         problem = problem or "its end could not be recorded; it is left for the next recovery"
-        if not recorder.finished:  # the queue has not given it up already
-            recorder.give_up(JournalError(problem), release=True)
+        if not durable.finished:  # the queue has not given it up already
+            durable.give_up(JournalError(problem), release=True)
     try:
         after = _steps(journal, row)
     except JournalError:
@@ -309,7 +310,7 @@ def recover_run(
     return Recovered(row.id, row.name, outcome, problem, report, after)
 
 
-_Prepared = tuple["ActionQueue | AsyncActionQueue", RunRecorder, "Callable[[], object]", bool]
+_Prepared = tuple["ActionQueue | AsyncActionQueue", DurableRun, "Callable[[], object]", bool]
 
 
 def _rebuild(
@@ -321,7 +322,7 @@ def _rebuild(
     retry: RetryPolicy | None,
     rollback_retry: RetryPolicy | None,
 ) -> _Prepared | str:
-    """The queue that finishes the run, its recorder, what to call, and whether it is
+    """The queue that finishes the run, its durable run, what to call, and whether it is
     async; or why the run cannot be recovered here."""
     actions = [names.decode(step.action, step.state) for step in steps]
     # A run of async actions is recovered by an AsyncActionQueue, on an event loop of
@@ -351,8 +352,7 @@ def _rebuild(
     add_steps(queue, actions, steps)
     durable = queue._durable
     assert durable is not None
-    recorder = RunRecorder(journal, row.id, row.claims, status=row.status)
-    durable.adopt(recorder, [step.action for step in steps])
+    durable.adopt(row.id, row.claims, row.status, [step.action for step in steps])
     undo = [step.index for step in steps if step.status in TO_UNDO]
     resume = mode == Mode.RESUME and row.status == RunStatus.RUNNING
     finish: Callable[[], object]
@@ -374,7 +374,7 @@ def _rebuild(
         settled = [s.index for s in steps if s.status in SETTLED]
         queue._prepare_undo(max(undo) + 1 if undo else 0, earlier, settled)
         finish = queue.rollback
-    return queue, recorder, finish, asynchronous
+    return queue, durable, finish, asynchronous
 
 
 def add_steps(

@@ -44,9 +44,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._cli_args import ENV, UsageError, parser
-from ._durable import registry
+from ._cli_args import ENV, UsageError, parser, schema_of
 from ._recovery import Recovered, recovering
+from ._registry import registry
 from ._status import INTERRUPTED, PRUNABLE, UNFINISHED, Outcome, StepStatus
 from .journal import Journal, JournalError, RunRow, StepRow, open_journal
 from .journal._open import looks_like_dsn
@@ -239,7 +239,9 @@ def opened(args: argparse.Namespace, *, readonly: bool) -> Journal:
     (recover, prune) first opens it read-only too, which refuses a file or schema
     that is not a journal; only then for writing, which may migrate it."""
     target = target_of(args)
-    options: dict[str, Any] = {"schema": args.schema} if target.startswith(_POSTGRES) else {}
+    options: dict[str, Any] = (
+        {"schema": schema_of(args.schema)} if target.startswith(_POSTGRES) else {}
+    )
     reader = open_journal(target, readonly=True, **options)
     if readonly:
         return reader

@@ -85,6 +85,15 @@ retry_exc = ActionRetryException(ms_backoff=250)
 group: type[ExceptionGroup[Exception]] = RollbackError
 with actionqueues.set_testing():
     testing: bool = actionqueues.is_testing()
+with actionqueues.set_testing(attempts=1, cap=True):
+    pass
+
+memory = actionqueues.MemoryJournal(lease=5.0)
+durable_queue = ActionQueue(journal=memory, recovery="resume", run_id="typed-1")
+recovered: list[actionqueues.Recovered] = actionqueues.recover(memory, limit=10)
+assert_type(recovered[0].outcome, str)
+assert_type(actionqueues.open_journal("memory:"), actionqueues.journal.Journal)
+memory.close()
 
 
 async def typed_async() -> None:

@@ -1,9 +1,9 @@
 """The journal interface: what a durable queue writes, and what recovery reads.
 
-A backend (SQLite here; PostgreSQL later) implements :class:`Journal`. The engine
-never talks to it directly: a :class:`RunRecorder` turns the engine's step
-transitions into journal writes: two commits a step ("executing" before the call,
-"executed" after it), or one with ``one_commit_per_step``.
+A backend (SQLite, PostgreSQL, memory) implements :class:`Journal`. Queues never
+talk to it directly: a run's ``DurableRun`` (in ``actionqueues._durable``) turns its
+step transitions into journal writes: two commits a step ("executing" before the
+call, "executed" after it), or one with ``one_commit_per_step``.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from .._errors import JournalError, LeaseLostError
 from .._status import (
@@ -27,11 +27,10 @@ from .._status import (
     INTERRUPTED,
     LISTABLE,
     PRUNABLE,
-    RunStatus,
 )
 
 if TYPE_CHECKING:
-    from concurrent.futures import ThreadPoolExecutor
+    pass
 
 logger = logging.getLogger("actionqueues")
 
@@ -290,6 +289,13 @@ if hasattr(os, "register_at_fork"):  # not on Windows
     os.register_at_fork(after_in_child=_in_child)
 
 
+class Leased(Protocol):
+    """A run the heartbeat renews while it is unfinished (a ``DurableRun``)."""
+
+    run_id: str
+    finished: bool
+
+
 def _beat(ref: weakref.ReferenceType[Journal], closed: threading.Event, every: float) -> None:
     """The heartbeat: renew the leases of the journal's unfinished runs every ``every``
     seconds, until the journal is closed or dropped (it holds the journal weakly, so
@@ -324,14 +330,14 @@ class Journal(abc.ABC):
     """Where durable queues record their runs: the base class of every journal.
 
     Open one with :func:`~actionqueues.open_journal`,
-    :class:`~actionqueues.SQLiteJournal` or
-    :class:`~actionqueues.journal.PostgresJournal`, and close it with :meth:`close`
+    :class:`~actionqueues.SQLiteJournal`, :class:`~actionqueues.journal.PostgresJournal`
+    or :class:`~actionqueues.MemoryJournal`, and close it with :meth:`close`
     (or use it as a context manager, which closes it on exit). One journal may serve
     many queues and threads at once. While a run is unfinished, a heartbeat thread
     renews its lease every third of ``lease``.
 
-    A backend subclasses it and implements the abstract methods; the queue calls
-    them through a :class:`~actionqueues.journal.RunRecorder`.
+    A backend subclasses it and implements the abstract methods; a queue writes each
+    transition of its run through :meth:`record`.
 
     Args:
         lease: Seconds a run stays owned without a heartbeat (30 by default, from
@@ -356,11 +362,11 @@ class Journal(abc.ABC):
         #: runs), in which case it creates, migrates and writes nothing.
         self.readonly = readonly
         self.owner = new_owner()
-        self._live: weakref.WeakSet[RunRecorder] = weakref.WeakSet()
+        self._live: weakref.WeakSet[Leased] = weakref.WeakSet()
         self._heartbeat: threading.Thread | None = None
         self._closed = threading.Event()
         self._lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
+        self._closing: list[Callable[[], None]] = []  # run by close(), after the last write
         # Operations in flight, which close() waits for (a connection closed under a
         # statement crashes the process).
         self._idle = threading.Condition(threading.Lock())
@@ -370,32 +376,9 @@ class Journal(abc.ABC):
         weakref.finalize(self, self._closed.set)
         _OPEN.add(self)
 
-    #: How many threads make the writes of async queues (see ``writer``).
+    #: How many threads suit this journal for the writes of async queues (see
+    #: ``actionqueues._writers``): one, unless a backend gains from more.
     write_threads: int = 1
-
-    def writer(self) -> ThreadPoolExecutor:
-        """The threads that make async queues' writes, so that an event loop never waits.
-
-        Few (``write_threads``): more would only contend for the GIL with the loop
-        (one writer at a time gets SQLite's lock anyway); a journal that commits in
-        groups (``SQLiteJournal(durability="power")``) has more, to fill them.
-
-        Returns:
-            The journal's thread pool, made on first use and shut down by
-            :meth:`close`.
-
-        Raises:
-            JournalError: The journal is closed.
-        """
-        self._check_open()
-        with self._lock:
-            if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor  # async queues only
-
-                self._pool = ThreadPoolExecutor(
-                    self.write_threads, thread_name_prefix="actionqueues-journal"
-                )
-            return self._pool
 
     # -- what a backend provides ----------------------------------------------------
 
@@ -578,9 +561,9 @@ class Journal(abc.ABC):
             heartbeat.join()
         with self._idle:
             self._idle.wait_for(lambda: self._busy == 0)
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        for done in self._closing:
+            done()
+        self._closing = []
         self._close()
         _OPEN.discard(self)
 
@@ -634,7 +617,7 @@ class Journal(abc.ABC):
         self._lock = threading.Lock()
         self._idle = threading.Condition(threading.Lock())
         self._busy = 0
-        self._pool = None
+        self._closing = []
         self._fork_error = (
             f"{self!r} was opened in the parent of this process (os.fork()); its "
             "connections cannot be shared: open a journal again in the child."
@@ -646,14 +629,18 @@ class Journal(abc.ABC):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _watch(self, recorder: RunRecorder) -> None:
-        """Keep ``recorder``'s run leased while the recorder lives and is unfinished
-        (a queue object dropped unfinished stops being renewed: the WeakSet forgets
-        it, and its run is recovered like a crashed one)."""
+    def _on_close(self, done: Callable[[], None]) -> None:
+        """Call ``done`` when the journal closes, after its last operation."""
+        self._closing.append(done)
+
+    def _watch(self, run: Leased) -> None:
+        """Keep ``run`` leased while it lives and is unfinished (a queue object
+        dropped unfinished stops being renewed: the WeakSet forgets it, and its run
+        is recovered like a crashed one)."""
         self._check_open()
         self._check_writable()
         with self._lock:
-            self._live.add(recorder)
+            self._live.add(run)
             if self._heartbeat is None or not self._heartbeat.is_alive():
                 self._heartbeat = threading.Thread(
                     target=_beat,
@@ -667,242 +654,3 @@ class Journal(abc.ABC):
         """Writes after close() would run without a heartbeat: refuse them."""
         if self._closed.is_set() or self._fork_error is not None:
             self._refuse()
-
-
-class RunRecorder:
-    """Turns a run's step transitions into journal writes.
-
-    Before a step's first call its "executing" record is committed; once the call
-    returns, its "executed" record with the state after is committed, so that a
-    rollback after a crash sees, say, the key of the row the step created. Rollback
-    likewise, and the run's outcome. The run itself is inserted with its first
-    record.
-
-    With ``fold``, a step's "executed" (or "rolled back") record is committed with
-    the next write instead: one commit per step rather than two. A crash in between
-    then leaves the step "executing" with its state from before, so its rollback
-    must find what execute did by the idempotency key.
-
-    While the recorder lives and its run is unfinished, the journal's heartbeat
-    renews the run's lease.
-
-    Args:
-        journal: Where the run is recorded.
-        run_id: The run's id.
-        claim: The claim the run is held under: 0 for a new run, the claimed
-            ``RunRow.claims`` for a recoverer.
-        new: The run to insert with the first write; None for a run the journal
-            holds already (a claimed one).
-        fold: Commit a step's "executed" (or "rolled back") record with the next
-            write.
-        status: The run's status as the journal holds it.
-
-    Attributes:
-        run_id: The run's id.
-        claim: The claim the run is held under.
-        status: The run's status as last committed.
-        finished: Whether the run is finished, or given up: its lease is no longer
-            renewed.
-
-    Raises:
-        JournalError: The journal is closed, or opened read-only.
-
-    .. versionadded:: 1.0
-    """
-
-    __slots__ = (
-        "__weakref__",
-        "claim",
-        "finished",
-        "fold",
-        "journal",
-        "lock",
-        "new",
-        "pending",
-        "run_id",
-        "status",
-    )
-
-    def __init__(
-        self,
-        journal: Journal,
-        run_id: str,
-        claim: int = 0,
-        new: NewRun | None = None,
-        *,
-        fold: bool = False,
-        status: str = RunStatus.RUNNING,
-    ) -> None:
-        self.journal = journal
-        self.run_id = run_id
-        self.claim = claim
-        self.fold = fold
-        self.new = new  # a run not inserted yet: with the first write
-        self.status = status  # the run's status as last committed
-        self.pending: list[StepChange] = []  # kept until a write succeeds
-        # Guards ``pending`` and ``new``: an async queue's writes are made in a
-        # worker thread while its loop may add a record to the next write.
-        self.lock = threading.Lock()
-        self.finished = False
-        journal._watch(self)
-
-    def _write(
-        self,
-        change: StepChange | None,
-        status: str | None = None,
-        error: str | None = None,
-        *,
-        keep: bool = True,
-    ) -> None:
-        """Commit ``change`` with every pending record. If the write fails, records of
-        what already happened stay pending for the next write; a record of a call
-        about to be made (``keep=False``) is dropped, since the call will not be."""
-        with self.lock:
-            batch = [*self.pending, change] if change is not None else list(self.pending)
-            new = self.new
-        if new is not None and self.finished:
-            return  # given up before it was ever recorded: there is nothing to record
-        try:
-            self.journal.record(self.run_id, self.claim, batch, status, error, new)
-        except BaseException:
-            if keep and change is not None:
-                with self.lock:
-                    self.pending.append(change)
-            raise
-        with self.lock:  # what was written; what was added meanwhile stays
-            written = {id(c) for c in batch}
-            self.pending = [c for c in self.pending if id(c) not in written]
-            if new is not None and self.new is new:
-                self.new = None
-        if status is not None:
-            self.status = status
-            self.finished = status in FINISHED  # rollback() after completion: leased again
-
-    def step_started(
-        self, index: int, status: str, state: str, run_status: str | None = None
-    ) -> None:
-        """Commit that a step is executing (or rolling back), before its first call.
-
-        The step's attempts are set to 1, so that a step killed mid-call shows as
-        tried once. If the write fails, the record is dropped (the call will not be
-        made); the records pending before it stay pending.
-
-        Args:
-            index: The step's position, from 0.
-            status: ``"executing"`` or ``"rolling_back"``.
-            state: The action's state, as JSON text, before the call.
-            run_status: The run's new status with it (``"rolling_back"`` for a
-                rollback's first step), or None to leave it.
-
-        Raises:
-            LeaseLostError: The run is no longer this process's.
-            JournalError: It could not be written.
-        """
-        self._write(StepChange(index, status, state, 1), run_status, keep=False)
-
-    def give_up(self, why: BaseException, release: bool) -> None:
-        """Stop recording this run, and leave it to recovery.
-
-        For when the journal failed the record of how execution (or rollback) ended.
-        The run's lease is no longer renewed, and, with ``release``, given up at
-        once, so that recovery takes the run over from what the journal holds;
-        records not yet written are dropped, as in a crash. A run never recorded
-        (its first write failed) has nothing to leave to anyone. What happens is
-        logged; nothing is raised.
-
-        Args:
-            why: The error that made the queue give up, for the log.
-            release: End the lease now rather than let it expire.
-        """
-        self.finished = True  # the heartbeat skips it; a later write re-arms it
-        with self.lock:
-            self.pending.clear()
-        if self.new is not None:
-            return
-        # The error's message is a sentence; here it is a clause of a longer one.
-        reason = str(why).rstrip(".")
-        if not release:
-            logger.warning(
-                "run %s: %s; its lease is no longer renewed, and recovery takes it over "
-                "once the lease expires, in %g s",
-                self.run_id,
-                reason,
-                self.journal.lease,
-            )
-            return
-        if self.journal._closed.is_set():
-            logger.warning(
-                "run %s: %s; recovery takes it over once its lease expires, in %g s",
-                self.run_id,
-                reason,
-                self.journal.lease,
-            )
-            return
-        try:
-            self.journal.release(self.run_id, claim=self.claim)
-        except Exception as exc:
-            logger.warning(
-                "run %s: %s; it could not be released either (%s): recovery takes it "
-                "over once its lease expires, in %g s",
-                self.run_id,
-                reason,
-                exc,
-                self.journal.lease,
-            )
-        else:
-            logger.warning(
-                "run %s: %s; it is released, for recovery to take over now", self.run_id, why
-            )
-
-    def step_done(self, index: int, status: str, state: str | None, attempts: int) -> None:
-        """Record that a step's call returned: committed now, or with the next write if folding.
-
-        Args:
-            index: The step's position, from 0.
-            status: ``"executed"`` or ``"rolled_back"``.
-            state: The action's state, as JSON text, after the call; None to leave
-                the recorded one.
-            attempts: The calls this phase took.
-
-        Raises:
-            LeaseLostError: The run is no longer this process's (not folding).
-            JournalError: It could not be written (not folding); the record stays
-                pending, for the next write.
-        """
-        change = StepChange(index, status, state, attempts)
-        if self.fold:
-            with self.lock:
-                self.pending.append(change)
-        else:
-            self._write(change)
-
-    def step_failed(
-        self, index: int, status: str, state: str | None, attempts: int, error: str
-    ) -> None:
-        """Record that a step failed for good, with the next write.
-
-        The run's outcome, or the step's rollback, follows at once, and commits it.
-
-        Args:
-            index: The step's position, from 0.
-            status: ``"failed"`` or ``"rollback_failed"``.
-            state: The action's state, as JSON text; None to leave the recorded one.
-            attempts: The calls this phase took.
-            error: The ``repr()`` of what the last call raised.
-        """
-        with self.lock:
-            self.pending.append(StepChange(index, status, state, attempts, error))
-
-    def finish(self, status: str, error: str | None = None) -> None:
-        """Commit the run's outcome, with any pending step record.
-
-        Args:
-            status: The run's new status: ``"completed"``, ``"failed"``,
-                ``"rolled_back"`` or ``"rollback_failed"``.
-            error: The ``repr()`` of the exception that stopped execution, or None.
-
-        Raises:
-            LeaseLostError: The run is no longer this process's.
-            JournalError: It could not be written; pending records stay pending.
-        """
-        self._write(None, status, error)
