@@ -1,7 +1,7 @@
 """The memory journal: runs kept in this process's memory, for tests and for trying out.
 
 It holds what a SQLite journal's tables hold, as the same rows (states as the JSON
-text the recorder gives, statuses as plain text), and answers every call as
+text the durable run gives, statuses as plain text), and answers every call as
 :class:`~actionqueues.SQLiteJournal` does: the same checks (shared with it, in
 ``_base``), the same fencing, leases, claims and order. It survives nothing: not the
 process, not :meth:`~actionqueues.journal.Journal.close`.
