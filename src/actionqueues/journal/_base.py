@@ -91,9 +91,8 @@ def check_prune(before: object, statuses: object) -> tuple[float, tuple[str, ...
 
 def check_runs(status: object, name: object, before: object, limit: object) -> None:
     """``runs()``'s filters, checked before any query."""
-    known = LISTABLE
-    if status is not None and status not in known:
-        msg = f"runs(status={status!r}): choose among {', '.join(known)}, or None for all."
+    if status is not None and status not in LISTABLE:
+        msg = f"runs(status={status!r}): choose among {', '.join(LISTABLE)}, or None for all."
         raise JournalError(msg)
     if name is not None and not isinstance(name, str):
         msg = f"runs(name={name!r}): a queue's name is a string, or None for all."
