@@ -212,7 +212,7 @@ def test_aqstatemachine_keeps_0_8_2_quirks() -> None:
 
 def test_class_cache_is_bounded() -> None:
     """Classes made on the fly are not all kept alive by add()'s cache."""
-    from actionqueues import _engine
+    from actionqueues import _build as _engine
 
     for _ in range(_engine._CHECKED_MAX + 10):
         q = ActionQueue()
@@ -409,7 +409,7 @@ def test_aqstatemachine_with_a_bad_state_raises_lifecycle_error() -> None:
 
 def test_the_shared_empty_mapping_refuses_writes() -> None:
     """Queues share one empty mapping until they need their own; it cannot be written."""
-    from actionqueues import _engine
+    from actionqueues import _run as _engine
 
     with pytest.raises(TypeError, match="shared empty mapping"):
         _engine._EMPTY[1] = 2

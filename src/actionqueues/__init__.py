@@ -9,8 +9,8 @@ import typing as _typing
 
 from . import _events, _registry, action, actionqueue, aqstatemachine, exceptionfactory, journal
 from ._action import Action, ActionLike, FunctionAction
+from ._build import StepOptions
 from ._context import StepContext, current_step, idempotency_key
-from ._engine import StepOptions, report_of
 from ._errors import (
     ActionQueueError,
     ActionRetryException,
@@ -46,6 +46,7 @@ from ._retry import (
     is_testing,
     set_testing,
 )
+from ._run import report_of
 from ._status import Phase, RunStatus, StepStatus
 from .journal import JournalError, LeaseLostError, MemoryJournal, SQLiteJournal, open_journal
 

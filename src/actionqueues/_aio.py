@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import ClassVar, Unpack
 
 from ._action import ActionLike
+from ._build import StepOptions
 from ._driver_async import AsyncDriver
-from ._engine import StepOptions
 
 
 class AsyncActionQueue(AsyncDriver):

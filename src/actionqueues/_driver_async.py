@@ -1,5 +1,5 @@
 """The driver of the engine: it calls the actions, waits between retries and makes
-the journal's writes; every decision is the engine's (see ``_engine``).
+the journal's writes; every decision is the core's (see ``_core``).
 
 This file is the one written by hand, for ``AsyncActionQueue``. ``ActionQueue``'s
 driver, ``_driver_sync.py``, is generated from it by ``tools/unasync.py`` (as
@@ -25,13 +25,28 @@ from time import perf_counter
 from types import CoroutineType
 from typing import Any, Final
 
+from ._build import Engine
+from ._core import (
+    COMPLETED,
+    DONE,
+    EXPIRE,
+    FAILED,
+    HOLD,
+    RAISE,
+    RELEASE,
+    ROLLED_BACK,
+    STARTED,
+    STOP,
+    UNDOING,
+    UNDONE,
+    UNDONE_STATE,
+)
 from ._durable import DurableRun
-from ._engine import Engine
-from ._errors import ActionQueueError, JournalError, LeaseLostError
+from ._errors import JournalError
 from ._events import StepStarted, logger
 from ._lifecycle import QueueState, check
 from ._report import RunReport
-from ._status import Mode, Phase, RunStatus, StepStatus
+from ._status import Phase, RunStatus, StepStatus
 
 # begin async-only
 from ._writers import writer
@@ -104,15 +119,15 @@ class AsyncDriver(Engine):
                     results(result)
                 except BaseException as exc:
                     failed = len(done)
-                    if not self._retryable(exc):
+                    wait = self._retry(failed, _EXECUTE, exc, 1)
+                    if wait is exc:
                         raise
-                    error = exc
                 else:
                     if track:
                         await self._step_succeeded(len(done) - 1, _EXECUTE)
                     continue
                 # Outside the except block, so the action's exception keeps its context.
-                results(await self._call(len(done), _EXECUTE, action.execute, error))
+                results(await self._call(len(done), _EXECUTE, action.execute, wait))
                 failed = -1
                 if track:
                     await self._step_succeeded(len(done) - 1, _EXECUTE)
@@ -191,16 +206,17 @@ class AsyncDriver(Engine):
                     elif result is not None:  # async-only
                         await self._settle(result, i, _ROLLBACK)  # async-only
                 except BaseException as exc:
+                    wait = self._retry(i, _ROLLBACK, exc, 1)
                     error = exc
                 else:
                     if track:
                         await self._step_succeeded(i, _ROLLBACK)
                     continue
-                if not self._retryable(error):
+                if wait is error:  # failed for good: recorded, and the rollback goes on (S5)
                     self._rollback_failed(i, error)
                     continue
                 try:
-                    await self._call(i, _ROLLBACK, action.rollback, error)
+                    await self._call(i, _ROLLBACK, action.rollback, wait)
                 except BaseException as exc:
                     self._rollback_failed(i, exc)
                     continue
@@ -272,28 +288,27 @@ class AsyncDriver(Engine):
         index: int,
         phase: Phase,
         method: Callable[[], object],
-        error: BaseException | None = None,
+        wait: float | BaseException | None = None,
     ) -> object:
-        """Call ``method`` (again, after ``error``) for as long as the engine says to
-        retry; its result.
+        """Call ``method`` for as long as the core says to retry (E5); its result.
+        ``wait``: what the core said of a first call already made and failed.
 
         Raises:
-            BaseException: The last call's exception, once the engine gives up.
+            BaseException: What the core says propagates, once retrying ends.
         """
         attempt = 1
         while True:
-            if error is not None:
-                wait = self._failed(index, phase, error, attempt)
-                if wait is None:
-                    error = self._final_error(error)
-                    del self  # no queue → error → traceback → frame → queue cycle
+            if wait is not None:
+                if not isinstance(wait, float):
+                    error = wait
+                    del self, wait  # no queue → error → traceback → frame → queue cycle
                     try:
                         raise error
                     finally:  # nor error → traceback → this frame → error
                         del error
                 await asyncio.sleep(wait)  # sync: time.sleep(wait)
                 attempt += 1
-                self._attempts[phase, index] = attempt  # a real dict: _failed() made it
+                self._attempts[phase, index] = attempt  # a real dict: _retry() made it
                 if self._track:
                     await self._step_started(index, phase, attempt)
             try:
@@ -302,7 +317,7 @@ class AsyncDriver(Engine):
                 if result is not None:
                     result = await self._settle(result, index, phase)
             except BaseException as exc:
-                error = exc
+                wait = self._retry(index, phase, exc, attempt)
             else:
                 return result
 
@@ -345,13 +360,27 @@ class AsyncDriver(Engine):
             await _uncancelled(loop.run_in_executor(writer(durable.journal), write, *args))
         # end async-only
 
-    async def _give_up(self, durable: DurableRun, why: BaseException) -> None:
-        """Leave the run to recovery, released (a journal write, so made as writes are);
-        a journal closed meanwhile lets its lease expire instead."""
-        try:
-            await self._io(durable.give_up, why, True)
-        except JournalError:
-            durable.give_up(why, False)
+    async def _journal_error(self, stage: int, index: int, error: BaseException) -> None:
+        """Carry out what the core says a failed journal record leads to (D10, in
+        ``Core._journal_failed``); called in the ``except`` block that caught it."""
+        durable = self._durable
+        assert durable is not None
+        then, message = self._journal_failed(stage, index, error)
+        if message is not None and not then & STOP:
+            logger.error("%s", message)
+        if then & EXPIRE:
+            durable.give_up(error, release=False)
+        if then & RELEASE:  # a journal write, so made as writes are
+            try:
+                await self._io(durable.give_up, error, True)
+            except JournalError:  # closed meanwhile: the lease expires instead
+                durable.give_up(error, False)
+        if then & STOP:
+            raise JournalError(message) from error
+        if then & HOLD:
+            self._hold(error)
+        elif then & RAISE:
+            raise error
 
     async def _step_started(self, index: int, phase: Phase, attempt: int) -> None:
         self._calling = True
@@ -364,39 +393,25 @@ class AsyncDriver(Engine):
         self, durable: DurableRun, index: int, phase: Phase, attempt: int
     ) -> None:
         """D1/D3: before a step's first call, commit that it is executing (or rolling
-        back), with its state then. A journal that cannot be written stops the run
-        before the side effect (D10); during rollback, the compensation matters more
-        than its record, so the rollback goes on (unless another process owns the run)."""
+        back), with its state then."""
         durable.enter(index, self._step_name(index), phase, attempt)
         if attempt != 1:
             return
-        if phase is _EXECUTE:
-            state = durable.state(index, self._actions[index])
-            await self._io(durable.step_started, index, StepStatus.EXECUTING, state)
-            return
+        execute = phase is _EXECUTE
         try:
             state = durable.state(index, self._actions[index])
-            await self._io(
-                durable.step_started, index, StepStatus.ROLLING_BACK, state, RunStatus.ROLLING_BACK
-            )
-        except LeaseLostError:
-            raise
-        except (JournalError, ActionQueueError) as exc:
-            if durable.mode == Mode.RESUME and durable.status == RunStatus.RUNNING:
-                # The journal still holds the run as running, which recovery resumes:
-                # a step undone now would be resumed past as if executed. Nothing is
-                # undone; recovery takes the run over (D5, D10).
-                msg = (
-                    f"Run {durable.run_id}: the start of step {index + 1}'s rollback could "
-                    f"not be recorded ({exc}). The journal holds the run as running, which "
-                    "recovery would resume past a step undone now: the rollback stops "
-                    "here, and recovery takes the run over."
+            if execute:
+                await self._io(durable.step_started, index, StepStatus.EXECUTING, state)
+            else:
+                await self._io(
+                    durable.step_started,
+                    index,
+                    StepStatus.ROLLING_BACK,
+                    state,
+                    RunStatus.ROLLING_BACK,
                 )
-                await self._give_up(durable, exc)
-                raise JournalError(msg) from exc
-            logger.error("rolling back step %d without a journal record: %s", index + 1, exc)
-        except BaseException as exc:  # an interrupt: held until every rollback was tried
-            self._hold(exc)
+        except BaseException as exc:
+            await self._journal_error(STARTED if execute else UNDOING, index, exc)
 
     async def _step_succeeded(self, index: int, phase: Phase) -> None:
         self._calling = False
@@ -405,33 +420,23 @@ class AsyncDriver(Engine):
         self._announce_succeeded(index, phase)
 
     async def _record_done(self, durable: DurableRun, index: int, phase: Phase) -> None:
-        """D2/D3: the step returned; record it with its state after. During rollback a
-        journal or state error is logged and the rollback goes on."""
-        status = StepStatus.EXECUTED if phase is _EXECUTE else StepStatus.ROLLED_BACK
+        """D2/D3: the step returned; record it with its state after."""
+        execute = phase is _EXECUTE
+        status = StepStatus.EXECUTED if execute else StepStatus.ROLLED_BACK
         attempts = self._attempts.get((phase, index), 1)
         state: str | None
-        if phase is _EXECUTE:
-            state = durable.state(index, self._actions[index])
-            await self._io(durable.step_done, index, status, state, attempts)
-            return
         try:
             state = durable.state(index, self._actions[index])
-        except ActionQueueError as exc:
-            logger.error("step %d rolled back, its state not recorded: %s", index + 1, exc)
+        except BaseException as exc:
+            await self._journal_error(DONE if execute else UNDONE_STATE, index, exc)
             state = None
         try:
             await self._io(durable.step_done, index, status, state, attempts)
-        except LeaseLostError:
-            raise
-        except JournalError as exc:  # kept pending: the next write tries again
-            logger.error("step %d rolled back, not yet recorded: %s", index + 1, exc)
-        except BaseException as exc:  # an interrupt: held until every rollback was tried
-            self._hold(exc)
+        except BaseException as exc:
+            await self._journal_error(DONE if execute else UNDONE, index, exc)
 
     async def _record_end(self, durable: DurableRun) -> None:
-        """D4: record how execution ended. Unrecorded, a completed run must not count
-        as done; a failure's record failing is logged, not raised: the action's own
-        exception is what propagates."""
+        """D4: record how execution ended."""
         durable.leave()
         if not durable.begun:  # the run's first record could not be made
             return
@@ -439,17 +444,10 @@ class AsyncDriver(Engine):
         if durable.new is not None:  # never recorded (its first write failed): nothing to do
             durable.give_up(error or JournalError("not recorded"), release=False)
             return
-        if error is None:
-            try:
-                await self._io(durable.finish, RunStatus.COMPLETED)
-            except BaseException as exc:
-                self._state = _FAILED
-                self._error = exc
-                if isinstance(exc, JournalError) and not isinstance(exc, LeaseLostError):
-                    durable.give_up(exc, release=False)
-                raise
-            return
         try:
+            if error is None:
+                await self._io(durable.finish, RunStatus.COMPLETED)
+                return
             for index in self._failures():
                 durable.step_failed(
                     index,
@@ -459,25 +457,17 @@ class AsyncDriver(Engine):
                     repr(self._errors.get(index, error)),
                 )
             await self._io(durable.finish, RunStatus.FAILED, repr(error))
-        except LeaseLostError as exc:
-            logger.error("run %s: %s", durable.run_id, exc)
-        except (JournalError, ActionQueueError) as exc:
-            # Its rollback, if one follows, writes again (and leases it again).
-            durable.give_up(exc, release=False)
+        except BaseException as exc:
+            await self._journal_error(COMPLETED if error is None else FAILED, -1, exc)
 
     async def _record_rollback_end(self, durable: DurableRun) -> None:
-        """D4: record how the rollback ended (a failure to is logged); the step context
-        was left by ``rollback()``."""
+        """D4: record how the rollback ended; the step context was left by
+        ``rollback()``."""
         try:
             ended = RunStatus.ROLLBACK_FAILED if self._rb_errors else RunStatus.ROLLED_BACK
             await self._io(durable.finish, ended)
-        except LeaseLostError as exc:
-            logger.error("run %s: %s", durable.run_id, exc)
-        except (JournalError, ActionQueueError) as exc:
-            logger.error("could not record the end of run %s's rollback: %s", durable.run_id, exc)
-            await self._give_up(durable, exc)
-        except BaseException as exc:  # an interrupt: raised once the rollback is over
-            self._hold(exc)
+        except BaseException as exc:
+            await self._journal_error(ROLLED_BACK, -1, exc)
 
     # begin async-only
     # -- parallel groups ------------------------------------------------------------
