@@ -40,13 +40,13 @@ from ._queue import ActionQueue
 from ._recovery import Recovered, recover, recovering
 from ._registry import Registry, durable
 from ._report import RunReport, StepReport
+from ._reporting import report_of
 from ._retry import (
     DoublingBackoffExceptionFactory,
     RetryPolicy,
     is_testing,
     set_testing,
 )
-from ._run import report_of
 from ._status import Phase, RunStatus, StepStatus
 from .journal import JournalError, LeaseLostError, MemoryJournal, SQLiteJournal, open_journal
 

@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterable
 from typing import Final, TypedDict, Unpack, cast
 
 from ._action import ActionLike, FunctionAction, callable_name, is_async_callable
-from ._core import Core
 from ._durable import DurableRun
 from ._errors import InvalidActionError, InvalidArgumentError, InvalidPolicyError
 from ._events import (
@@ -22,6 +21,7 @@ from ._events import (
     StepStarted,
     StepSucceeded,
 )
+from ._groups import Groups
 from ._lifecycle import ALLOWED, lifecycle_error
 from ._registry import MAX_RUN_ID, Registry, check_text, registry
 from ._retry import RetryPolicy
@@ -72,7 +72,7 @@ def _check_policy(policy: object, where: str) -> RetryPolicy | None:
     raise InvalidPolicyError(msg)
 
 
-class Engine(Core):
+class Engine(Groups):
     """A queue's constructor and ``add()``: the base of the drivers."""
 
     __slots__ = ()

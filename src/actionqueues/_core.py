@@ -1,7 +1,7 @@
 """The decision core: what each event of a run leads to, and no I/O.
 
-The queue's fields live in ``_run.RunState``; this module changes them. Each rule has
-one home here:
+The queue's fields live in ``_run.RunState``, its report in ``_reporting``; this
+module changes them (and ``_groups``, for parallel groups). Each rule has one home:
 
 * S8, the lifecycle: ``_begin_execute`` and ``_begin_rollback`` refuse an operation
   the run's state does not allow (``_lifecycle`` holds the table).
@@ -37,9 +37,8 @@ which the sync queue's ``_driver_sync.py`` is generated), in this order:
   run's record, and ``_rollback_outcome()``.
 * A journal record that failed goes to ``_journal_failed``, and the driver does
   what it says.
-* A parallel group (the async queue's) starts its members together after their D1
-  records; every member counts as executed; failures go to ``_errors``, the first
-  one to ``_failed_step``; the members roll back together.
+* A parallel group (the async queue's): ``_group_members``, ``_group_started``,
+  ``_member_ended``, then ``_group_ended`` (or ``_group_undone``), in ``_groups``.
 
 ``_track`` is set when someone observes step transitions: listeners, or the journal.
 ``_timed`` is set when per-step durations are asked for or needed. With neither, the
@@ -65,6 +64,7 @@ from ._errors import (
 )
 from ._events import RollbackFailed, StepRetrying
 from ._lifecycle import ALLOWED, lifecycle_error
+from ._reporting import Reporting
 from ._retry import next_wait
 from ._run import (
     _EMPTY_SET,
@@ -75,7 +75,6 @@ from ._run import (
     _ROLLBACK,
     _ROLLED_BACK,
     _ROLLING_BACK,
-    RunState,
 )
 from ._status import Mode, Phase, RunStatus, StepStatus
 
@@ -111,7 +110,7 @@ class _UnawaitedError(InvalidActionError):
     """A coroutine returned to the sync queue: a mistake in the code, not retried."""
 
 
-class Core(RunState):
+class Core(Reporting):
     """The decisions of a run: what each event of it leads to."""
 
     __slots__ = ()

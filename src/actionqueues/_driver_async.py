@@ -473,47 +473,29 @@ class AsyncDriver(Engine):
     # -- parallel groups ------------------------------------------------------------
 
     async def _execute_group(self, first: int, end: int) -> tuple[int, BaseException | None]:
-        """Start the members ``first`` to ``end`` together and wait for them all.
+        """Start the members ``first`` to ``end`` together and wait for them all;
+        what the core says of the group when they have (see ``Core._group_ended``).
 
         Every member's "executing" record (D1) is made first, here: if that fails, or
-        the task is cancelled meanwhile, the group never started and no member counts
-        as executed. Once started, every member counts as executed. Returns the
-        first failed member's index (or -1), and what to raise: a cancellation that
-        came meanwhile, else an error of the queue's own (a journal write, a
-        listener), else that member's exception.
+        the task is cancelled meanwhile, the group never started.
         """
-        members = range(first, end)
-        todo = [i for i in members if i not in self._skip]  # (resumed: done before)
+        todo = self._group_members(first, end, _EXECUTE)
         if self._track:
             for i in todo:
                 await self._step_started(i, _EXECUTE, 1)
-        self._results.extend([None] * len(members))
-        if self._timed:
-            self._starts.extend([perf_counter()] * len(members))
-        self._inflight = set(todo)
-        self._calling = False  # members are shown as executing through _inflight
-        if not self._errors:
-            self._errors = {}
-        if not self._ends:
-            self._ends = {}
+        self._group_started(first, end, todo, _EXECUTE)
         aborted: list[BaseException] = []
         interrupted: BaseException | None = None
         try:
             await _all([self._member(i, _EXECUTE, aborted) for i in todo])
         except BaseException as exc:  # cancelled: every member has ended, cancelled too
             interrupted = exc
-        self._calling = not self._track
-        failures = [i for i in members if i in self._errors]
-        failed = failures[0] if failures else -1
-        if interrupted is not None or aborted:
-            return failed, interrupted if interrupted is not None else aborted[0]
-        return failed, None if failed < 0 else self._errors.pop(failed)
+        return self._group_ended(first, end, interrupted, aborted)
 
     async def _member(self, index: int, phase: Phase, aborted: list[BaseException]) -> None:
-        """One member of a parallel group, in a task of its own: an execute's failure
-        is kept, not raised, so that the other members run to their end; a rollback's
-        is handled as any rollback's. An error of the queue's own after the call (the
-        journal's record of it, a listener) goes to ``aborted``."""
+        """One member of a parallel group, in a task of its own; its end goes to the
+        core (``Core._member_ended``), and an error of the queue's own after the call
+        (the journal's record of it, a listener) to ``aborted``."""
         action = self._actions[index]
         durable = self._durable
         error: BaseException | None = None
@@ -527,20 +509,14 @@ class AsyncDriver(Engine):
                     try:
                         await self._step_started(index, phase, 1)
                     except JournalError as exc:  # the run must stop: not a rollback failure
-                        self._inflight.discard(index)
+                        self._member_ended(index, phase, None)
                         aborted.append(exc)
                         return
                 await self._call(index, phase, action.rollback)
         except BaseException as exc:
             error = exc
-        self._inflight.discard(index)
-        if self._timed:
-            self._ends[phase, index] = perf_counter()
+        self._member_ended(index, phase, error)
         if error is not None:
-            if phase is _EXECUTE:
-                self._errors[index] = error
-            else:
-                self._rollback_failed(index, error)
             del self, error  # the error's traceback holds this frame: no cycle
             return
         if self._track:
@@ -550,29 +526,17 @@ class AsyncDriver(Engine):
                 aborted.append(exc)
 
     async def _rollback_group(self, first: int, end: int) -> BaseException | None:
-        """Roll back the members ``first`` to ``end`` together, after the steps that
-        follow the group and before the ones that precede it; an error of the queue's
-        own that must stop the rollback (another process took the run over)."""
-        members = range(end - 1, first - 1, -1)
-        todo = [i for i in members if i not in self._skip]  # (recovered: done before)
-        self._rb_index = first
-        if self._timed:
-            self._rb_starts.extend([perf_counter()] * len(members))
-        self._inflight = set(todo)
-        self._calling = False
-        if not self._ends:
-            self._ends = {}
+        """Roll back the members ``first`` to ``end`` together; what the core says must
+        stop the rollback (see ``Core._group_undone``)."""
+        todo = self._group_members(first, end, _ROLLBACK)
+        self._group_started(first, end, todo, _ROLLBACK)
         aborted: list[BaseException] = []
+        interrupted: BaseException | None = None
         try:
             await _all([self._member(i, _ROLLBACK, aborted) for i in todo])
-        except BaseException as exc:  # cancelled: held until every rollback was tried
-            self._hold(exc)
-        self._calling = not self._track
-        for error in aborted:
-            if isinstance(error, JournalError):  # another owner, or a rollback unrecorded
-                return error
-            self._hold(error)
-        return None
+        except BaseException as exc:  # cancelled: every member has ended, cancelled too
+            interrupted = exc
+        return self._group_undone(interrupted, aborted)
 
 
 async def _all(calls: list[Coroutine[Any, Any, None]]) -> None:
