@@ -540,9 +540,9 @@ def test_recover_runs_async_actions_on_a_loop_of_its_own(tmp_path: Path, sysdb: 
         q.add(AsyncWrite(sysdb, "a"))
         q.add(AsyncWrite(sysdb, "b"))
         q._begin_execute()
-        await q._step_started(0, actionqueues.Phase.EXECUTE, 1)
+        await q._drive(q._step_started(0, actionqueues.Phase.EXECUTE, 1))
         await q._actions[0].execute()  # type: ignore[misc]
-        await q._step_succeeded(0, actionqueues.Phase.EXECUTE)
+        await q._drive(q._step_succeeded(0, actionqueues.Phase.EXECUTE))
         q._durable.leave()  # type: ignore[union-attr]
 
     asyncio.run(abandon())
@@ -636,7 +636,7 @@ def test_recover_inside_a_running_loop_leaves_async_runs_for_a_thread(
         q = AsyncActionQueue(journal=journal, registry=registry)
         q.add(AsyncWrite(sysdb, "a"))
         q._begin_execute()
-        await q._step_started(0, actionqueues.Phase.EXECUTE, 1)
+        await q._drive(q._step_started(0, actionqueues.Phase.EXECUTE, 1))
         q._durable.leave()  # type: ignore[union-attr]
         del q
         await asyncio.sleep(0.3)
@@ -811,10 +811,10 @@ def test_a_resumed_group_executes_only_its_members_that_had_not(tmp_path: Path) 
         q.add(S("z"))
         q._begin_execute()
         for i in (0, 1, 2):
-            await q._step_started(i, actionqueues.Phase.EXECUTE, 1)
+            await q._drive(q._step_started(i, actionqueues.Phase.EXECUTE, 1))
         q._results.extend([None, None])
         for i in (0, 1):  # a and x executed; y was executing when the process died
-            await q._step_succeeded(i, actionqueues.Phase.EXECUTE)
+            await q._drive(q._step_succeeded(i, actionqueues.Phase.EXECUTE))
         q._durable.leave()  # type: ignore[union-attr]
 
     asyncio.run(abandon())
@@ -838,10 +838,10 @@ def abandon_a_group_run(journal: SQLiteJournal, executed: int) -> str:
         q.add_parallel(S("x"), S("y"))
         q._begin_execute()
         for i in (0, 1, 2):
-            await q._step_started(i, actionqueues.Phase.EXECUTE, 1)
+            await q._drive(q._step_started(i, actionqueues.Phase.EXECUTE, 1))
         q._results.extend([None] * executed)
         for i in range(executed):
-            await q._step_succeeded(i, actionqueues.Phase.EXECUTE)
+            await q._drive(q._step_succeeded(i, actionqueues.Phase.EXECUTE))
         q._durable.leave()  # type: ignore[union-attr]
         return q._durable.run_id  # type: ignore[union-attr]
 
@@ -888,7 +888,7 @@ def test_recovery_runs_an_async_queues_run_on_a_loop_even_with_plain_methods(
         q = AsyncActionQueue(journal=journal, registry=registry)
         q.add(Awaiting("y"))
         q._begin_execute()
-        await q._step_started(0, actionqueues.Phase.EXECUTE, 1)
+        await q._drive(q._step_started(0, actionqueues.Phase.EXECUTE, 1))
         q._durable.leave()  # type: ignore[union-attr]
 
     asyncio.run(abandon())

@@ -413,9 +413,9 @@ def test_resume_mode_completes_an_interrupted_run(journal: Journal, sysdb: str) 
     q.add(Write(sysdb, "c"))
     durable = q._durable
     q._begin_execute()
-    q._step_started(0, actionqueues.Phase.EXECUTE, 1)
+    q._drive(q._step_started(0, actionqueues.Phase.EXECUTE, 1))
     durable.step_done(0, "executed", durable.state(0, q._actions[0]), 1)  # type: ignore[union-attr]
-    q._step_started(1, actionqueues.Phase.EXECUTE, 1)
+    q._drive(q._step_started(1, actionqueues.Phase.EXECUTE, 1))
     durable.leave()  # type: ignore[union-attr]
     del q, durable
     time.sleep(0.4)

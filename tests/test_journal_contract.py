@@ -605,11 +605,11 @@ def cut_off(kind: str, queue: Any, at: int) -> None:
         return
     queue._begin_execute()
     for i in range(at + 1):
-        queue._step_started(i, Phase.EXECUTE, 1)
+        queue._drive(queue._step_started(i, Phase.EXECUTE, 1))
         queue._actions[i].execute()
         if i < at:
             queue._results.append(None)
-            queue._step_succeeded(i, Phase.EXECUTE)
+            queue._drive(queue._step_succeeded(i, Phase.EXECUTE))
     assert queue._durable is not None
     queue._durable.leave()
 
@@ -618,11 +618,11 @@ async def cut_off_async(queue: AsyncActionQueue, at: int) -> None:
     """``cut_off()`` of an AsyncActionQueue."""
     queue._begin_execute()
     for i in range(at + 1):
-        await queue._step_started(i, Phase.EXECUTE, 1)
+        await queue._drive(queue._step_started(i, Phase.EXECUTE, 1))
         await queue._actions[i].execute()
         if i < at:
             queue._results.append(None)
-            await queue._step_succeeded(i, Phase.EXECUTE)
+            await queue._drive(queue._step_succeeded(i, Phase.EXECUTE))
     assert queue._durable is not None
     queue._durable.leave()
 

@@ -128,7 +128,7 @@ def test_leases_are_measured_by_the_database_clock(pg_url: str, pg_schema: str) 
     q = ActionQueue(journal=journal, registry=registry)
     q.add(Write(os.devnull, "x"))
     q._begin_execute()
-    q._step_started(0, actionqueues.Phase.EXECUTE, 1)
+    q._drive(q._step_started(0, actionqueues.Phase.EXECUTE, 1))
     server_now = journal.now()
     [row] = journal.runs()
     assert abs(row.lease_until - (server_now + 7.0)) < 1.0
@@ -179,7 +179,7 @@ def test_claims_under_contention_never_take_a_run_twice(
         q = ActionQueue(journal=maker, registry=registry)
         q.add(Write(sysdb, "x"))
         q._begin_execute()
-        q._step_started(0, actionqueues.Phase.EXECUTE, 1)
+        q._drive(q._step_started(0, actionqueues.Phase.EXECUTE, 1))
         q._durable.leave()  # type: ignore[union-attr]
     maker.renew = lambda run_ids: None  # type: ignore[method-assign]  # no more renewals
     time.sleep(0.4)
@@ -284,7 +284,7 @@ def test_the_command_is_a_worker_that_survives_a_database_restart(
     q = ActionQueue(journal=journal)  # the default registry, as the command's
     q.add(pg_cli_actions.Note("a"))
     q._begin_execute()
-    q._step_started(0, actionqueues.Phase.EXECUTE, 1)
+    q._drive(q._step_started(0, actionqueues.Phase.EXECUTE, 1))
     q._durable.leave()  # type: ignore[union-attr]
     run_id = q._durable.run_id  # type: ignore[union-attr]
     journal.renew = lambda run_ids: None  # type: ignore[method-assign]  # abandoned: the worker must take it

@@ -385,7 +385,7 @@ def test_a_forked_child_gets_an_owner_of_its_own(tmp_path: Path, sysdb: str) -> 
     q = ActionQueue(journal=journal, registry=registry)
     q.add(Write(sysdb, "parent"))
     q._begin_execute()
-    q._step_started(0, actionqueues.Phase.EXECUTE, 1)  # a parent's run in flight
+    q._drive(q._step_started(0, actionqueues.Phase.EXECUTE, 1))  # a parent's run in flight
     parent_owner = journal.owner
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads running

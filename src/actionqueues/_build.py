@@ -21,7 +21,7 @@ from ._events import (
     StepStarted,
     StepSucceeded,
 )
-from ._groups import Groups
+from ._flow import Flows
 from ._lifecycle import ALLOWED, lifecycle_error
 from ._registry import MAX_RUN_ID, Registry, check_text, registry
 from ._retry import RetryPolicy
@@ -72,7 +72,7 @@ def _check_policy(policy: object, where: str) -> RetryPolicy | None:
     raise InvalidPolicyError(msg)
 
 
-class Engine(Groups):
+class Engine(Flows):
     """A queue's constructor and ``add()``: the base of the drivers."""
 
     __slots__ = ()

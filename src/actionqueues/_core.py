@@ -138,6 +138,13 @@ class Core(Reporting):
             "plain function, or run the queue with AsyncActionQueue."
         )
 
+    def _timed_out(self, index: int, timeout: float) -> TimeoutError:
+        """The error of a call of step ``index``'s execute that outran its timeout."""
+        name = self._step_name(index)
+        return TimeoutError(
+            f"step {index + 1} ({name!r}) took longer than its timeout of {timeout:g} s"
+        )
+
     # -- execution ------------------------------------------------------------------
 
     def _begin_execute(self) -> list[ActionLike]:
