@@ -30,7 +30,7 @@ from actionqueues import (
     open_journal,
 )
 from actionqueues._build import Engine
-from actionqueues._flow import BATCH, CALL, GROUP, SLEEP, UNDO, UNDO_BATCH, WRITE, Flow
+from actionqueues._ops import BATCH, CALL, GROUP, SLEEP, UNDO, UNDO_BATCH, WRITE, Flow
 from actionqueues._registry import Registry
 
 # The plan of each test's actions, by key: how many times each step's execute and
@@ -447,3 +447,41 @@ def test_a_failed_queue_is_freed_at_once_not_by_the_garbage_collector() -> None:
         assert ["freed", "freed"] == freed
     finally:
         gc.enable()
+
+
+def test_a_step_added_while_the_run_executes_is_run_next() -> None:
+    """Designed in for sagas (DESIGN 3b): the observed flow reads the steps as it
+    goes, so that a step appended while the run executes is executed next, told and
+    retried as any, and rolled back with the others when a later one fails."""
+    events: list[object] = []
+    key = "grow"
+    PLANS[key] = {"execute": [0, 1, 9], "rollback": [0, 0, 0]}
+    policy = RetryPolicy(on=Boom, attempts=2, wait_initial=0, wait_jitter=0)
+    core = Engine(retry=policy, listeners=[events.append], registry=registry)
+    core.add(Planned(key, 0))
+    LOG.clear()
+
+    class Growing(Driver):
+        def do(self, op: tuple[Any, ...]) -> Any:
+            value = super().do(op)
+            if op[0] == CALL and op[2].value == "execute" and len(core._actions) < 3:
+                core._actions.append(Planned(key, len(core._actions)))  # as a saga would
+            return value
+
+    driver = Growing(core)
+    with pytest.raises(Boom, match="execute 2"):
+        driver.run()
+    # Step 1 failed once and was retried; step 2 failed for good; all rolled back.
+    assert [
+        ("execute", 0),
+        ("execute", 1),
+        ("execute", 1),
+        ("execute", 2),
+        ("execute", 2),
+        ("rollback", 2),
+        ("rollback", 1),
+        ("rollback", 0),
+    ] == LOG
+    assert [0, 1, 2] == [e.index for e in events if isinstance(e, StepStarted) and e.attempt == 1][
+        :3
+    ]

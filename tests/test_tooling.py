@@ -33,3 +33,61 @@ def test_tool_passes(command: list[str]) -> None:
         [tool(command[0]), *command[1:]], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert 0 == result.returncode, result.stdout + result.stderr
+
+
+def test_the_sync_driver_is_generated_from_the_async_one() -> None:
+    """_driver_sync.py is exactly what tools/async_to_sync.py makes of _driver_async.py."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "async_to_sync.py"), "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert 0 == result.returncode, result.stderr
+
+
+def test_async_to_sync_rules() -> None:
+    """Each rule of the AST transformer, on a sample."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import async_to_sync
+    finally:
+        sys.path.pop(0)
+    sample = '''"""Doc."""
+_ASYNC: Final = True
+if _ASYNC:
+    import asyncio
+else:
+    import time
+class AsyncDriver:
+    async def go(self) -> None:
+        async with self.lock():
+            await self.write()
+        async for x in self.rows():
+            pass
+        if _ASYNC:
+            await asyncio.sleep(1)
+        elif done:
+            time.sleep(1)
+        if _ASYNC and ready:
+            await self.group()
+        else:
+            raise AssertionError
+        return AsyncDriver
+'''
+    expected = """import time
+
+class SyncDriver:
+
+    def go(self) -> None:
+        with self.lock():
+            self.write()
+        for x in self.rows():
+            pass
+        if done:
+            time.sleep(1)
+        raise AssertionError
+        return SyncDriver
+"""
+    assert async_to_sync.HEADER + expected == async_to_sync.async_to_sync(sample)

@@ -19,14 +19,15 @@ module changes them (and ``_groups``, for parallel groups). Each rule has one ho
   ``_hold``, until every rollback was tried.
 * Resume and recovery's bookkeeping: ``_prepare_resume``, ``_prepare_undo``.
 
-It neither calls actions, nor sleeps, nor writes the journal, nor calls listeners:
-the drivers do (``_driver_async.py``, written once for ``AsyncActionQueue``, from
-which the sync queue's ``_driver_sync.py`` is generated), in this order:
+It neither calls actions, nor sleeps, nor writes the journal: the flows of
+``_flow`` put these decisions in order, as operations that the drivers carry out.
+It tells listeners (through the event bus; they are synchronous callbacks, as
+tenacity's ``iter()`` calls its ``before_sleep``). In the order the flows follow:
 
-* ``_begin_execute()`` gives the actions. For each step ``i`` in order (``i`` is
-  ``len(_results)``): when ``_timed``, its start time goes to ``_starts``; when
-  ``_track``, its D1 record, then ``StepStarted``; then the call of ``execute``.
-  It returned: the result goes to ``_results``; when ``_track``, its D2 record and
+* ``_begin_execute()``. For each step ``i`` in order (``i`` is ``len(_results)``):
+  when ``_timed``, its start time goes to ``_starts``; when ``_track``, its D1
+  record, then ``StepStarted``; then the call of ``execute``. It returned: the
+  result goes to ``_results``; when ``_track``, its D2 record and
   ``StepSucceeded``. It raised: ``_retry(i, EXECUTE, exc, attempt)`` says to wait
   and call again, or what propagates. At the end, ``_end_execute(error, failed)``
   (``failed`` is the step whose calls the error came out of, or -1 when it came
@@ -35,8 +36,8 @@ which the sync queue's ``_driver_sync.py`` is generated), in this order:
   same, with ``ROLLBACK``; a call that failed for good goes to
   ``_rollback_failed(i, exc)`` and the loop goes on. Then ``_end_rollback()``, the
   run's record, and ``_rollback_outcome()``.
-* A journal record that failed goes to ``_journal_failed``, and the driver does
-  what it says.
+* A journal record that failed goes to ``_journal_failed`` (the records' flows, in
+  ``_records``, do what it says).
 * A parallel group (the async queue's): ``_group_members``, ``_group_started``,
   ``_member_ended``, then ``_group_ended`` (or ``_group_undone``), in ``_groups``.
 

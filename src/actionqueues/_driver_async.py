@@ -1,34 +1,59 @@
-"""The async queue's driver: it carries out what the core's flows decide (``_flow``),
-awaiting what the actions return; the twin of ``_driver_sync.py``.
+"""The queues' driver: it carries out what the core's flows decide (``_flow``).
 
-It holds no rule. Beyond the sync driver it bounds a call by its timeout, makes
-journal writes in worker threads, runs a parallel group's members as tasks, and
-shields ``run()``'s rollback from cancellation.
+It holds no rule: each operation a flow yields is done as its code says, and what
+came of it goes back to the flow. This file is ``AsyncActionQueue``'s driver, which
+awaits what actions return, bounds a call by its timeout, makes journal writes in
+worker threads, runs a parallel group's members as tasks, and shields ``run()``'s
+rollback from cancellation (with ``_aiotools``). ``ActionQueue``'s driver,
+``_driver_sync.py``, is generated from it by ``tools/async_to_sync.py``, an AST
+transformer (as psycopg's is): ``async`` and ``await`` go, and of each
+``if _ASYNC:`` only the ``else`` branch stays. A test fails when the two differ.
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-from collections.abc import Coroutine
 from time import perf_counter
 from types import CoroutineType
-from typing import Any
+from typing import Final
 
 from ._action import ActionLike
 from ._build import Engine
-from ._driver_sync import SyncDriver
-from ._flow import BATCH, CALL, GROUP, SLEEP, UNDO, UNDO_BATCH, WRITE, Flow
+from ._ops import BATCH, CALL, GROUP, SLEEP, UNDO, UNDO_BATCH, WRITE, Flow
 from ._report import RunReport
-from ._writers import writer
+from ._run import _EXECUTE, _ROLLBACK
+
+#: True here; the sync driver is this file with the ``else`` of each ``if _ASYNC:``.
+_ASYNC: Final = True
+if _ASYNC:
+    import asyncio
+
+    from ._aiotools import gather, settle, shielded, write
+else:
+    import time
 
 
 class AsyncDriver(Engine):
-    """Execute, roll back and retry, awaited; and run parallel groups."""
+    """Execute, roll back and retry: the flows' operations carried out."""
 
     __slots__ = ()
 
     async def execute(self) -> None:
+        """Execute every action in the order added; stop at the first failure.
+
+        An exception other than ``ActionRetryException`` propagates unchanged (the very
+        object the action raised) once any retry policy has given up; the action
+        that raised it counts as executed, so :meth:`rollback` covers it. Nothing is
+        rolled back here: call :meth:`rollback`, or use :meth:`run`.
+
+        Raises:
+            BaseException: Whatever the failed action raised (KeyboardInterrupt and
+                cancellation included), once its retry policy, if any, gave up.
+            LifecycleError: The queue was already executed.
+            JournalError: A durable queue's journal could not record a step before
+                its call (the call is not made) or the run's end.
+            LeaseLostError: Another process took the durable run over.
+            StateError: A durable action's state could not be written as JSON.
+        """
         batch = self._execute_batch()
         if batch is None:
             flow = self._execute_flow()
@@ -51,6 +76,24 @@ class AsyncDriver(Engine):
             raise
 
     async def rollback(self) -> None:
+        """Roll back every executed action, the failed one included, latest first.
+
+        A rollback that fails (after its retry policy, if any, gave up) is logged on
+        the ``actionqueues`` logger and recorded in the report, and the earlier
+        actions are still rolled back.
+
+        Raises:
+            LifecycleError: The queue was not executed, or was already rolled back.
+            RollbackError: In strict mode, when any rollback failed.
+            BaseException: A KeyboardInterrupt, SystemExit or cancellation raised by a
+                rollback, once the other rollbacks are done.
+            LeaseLostError: Another process took the durable run over; the rollback
+                stops, and that process finishes it.
+            JournalError: A durable queue created with ``recovery="resume"`` could
+                not record the start of a step's rollback; the rollback stops there,
+                and recovery takes the run over. (Other journal failures during
+                rollback are logged, and the rollback goes on.)
+        """
         first = self._rollback_batch()
         if first is None:
             flow = self._rollback_flow()
@@ -72,6 +115,26 @@ class AsyncDriver(Engine):
             raise
 
     async def run(self) -> RunReport:
+        """Execute; if that fails, roll back and re-raise the original exception.
+
+        The exception gets a note (PEP 678) saying how the rollback went, and
+        :func:`report_of` gives its report. In an :class:`AsyncActionQueue` the
+        rollback is shielded: if the task is cancelled (during a step, or during the
+        rollback itself), every executed step is still rolled back, and then
+        ``CancelledError`` propagates; the report says ``cancelled``.
+
+        Returns:
+            The report of the completed run.
+
+        Raises:
+            BaseException: Whatever the failed action raised, after the rollback.
+            LifecycleError: The queue was already executed.
+            RollbackError: In strict mode, when any rollback failed.
+            JournalError: A durable queue's journal failed, as :meth:`execute` and
+                :meth:`rollback` describe.
+
+        .. versionadded:: 1.0
+        """
         self._begin_run()
         try:
             await self.execute()
@@ -83,13 +146,9 @@ class AsyncDriver(Engine):
             raise
         return self.report
 
-    execute.__doc__ = SyncDriver.execute.__doc__
-    rollback.__doc__ = SyncDriver.rollback.__doc__
-    run.__doc__ = SyncDriver.run.__doc__
-
-    async def _drive(self, flow: Flow) -> Any:
+    async def _drive(self, flow: Flow) -> object:
         """Carry out ``flow``'s operations until it returns (its value) or raises."""
-        value: Any = None
+        value: object = None
         error: BaseException | None = None
         while True:
             try:
@@ -104,26 +163,35 @@ class AsyncDriver(Engine):
             try:
                 if code == CALL:
                     value = op[3]()
-                    if type(value) is CoroutineType and op[4] is None:
-                        value = await value
-                    elif value is not None:
-                        value = await self._settle(value, op[1], op[4])
+                    if _ASYNC:
+                        if type(value) is CoroutineType and op[4] is None:
+                            value = await value
+                        elif value is not None:
+                            value = await settle(value, op[4], self._timed_out, op[1])
+                    elif value is not None and type(value) is CoroutineType:
+                        raise self._unawaited(value, op[1], op[2])
                 elif code == BATCH:
                     await self._batch(op[1])
                 elif code == UNDO_BATCH:
                     await self._undo(op[1])
                 elif code == SLEEP:
-                    await asyncio.sleep(op[1])
+                    if _ASYNC:
+                        await asyncio.sleep(op[1])
+                    else:
+                        time.sleep(op[1])
                 elif code == WRITE:
-                    await self._io(op[1], *op[2])
-                elif code == GROUP:
-                    await _all([self._drive(member) for member in op[1]])
+                    if _ASYNC:
+                        assert self._durable is not None
+                        await write(self._durable, op[1], *op[2])
+                    else:
+                        op[1](*op[2])
                 elif code == UNDO:
-                    # In a task of its own, shielded; what it raises comes back as a value
-                    # (asyncio would let a KeyboardInterrupt out of the loop, not to us).
-                    raised = await _uncancelled(asyncio.ensure_future(self._quietly()))
-                    if raised is not None:
-                        raise raised
+                    if _ASYNC:
+                        await shielded(self.rollback())
+                    else:
+                        self.rollback()
+                elif _ASYNC and code == GROUP:
+                    await gather([self._drive(member) for member in op[1]])
                 else:
                     raise AssertionError(op)
             except BaseException as exc:
@@ -138,10 +206,13 @@ class AsyncDriver(Engine):
                 if starts is not None:
                     starts.append(perf_counter())
                 result = action.execute()
-                if type(result) is CoroutineType:
-                    result = await result
-                elif result is not None:
-                    result = await self._settle(result, len(results), None)
+                if _ASYNC:
+                    if type(result) is CoroutineType:
+                        result = await result
+                    elif result is not None:
+                        result = await settle(result, None, self._timed_out, len(results))
+                elif result is not None and type(result) is CoroutineType:
+                    raise self._unawaited(result, len(results), _EXECUTE)
                 results.append(result)
         except BaseException:
             del self  # no queue → error → traceback → frame → queue cycle
@@ -157,81 +228,13 @@ class AsyncDriver(Engine):
                 if starts is not None:
                     starts.append(perf_counter())
                 result = actions[i].rollback()
-                if type(result) is CoroutineType:
-                    await result
-                elif result is not None:
-                    await self._settle(result, i, None)
+                if _ASYNC:
+                    if type(result) is CoroutineType:
+                        await result
+                    elif result is not None:
+                        await settle(result, None, self._timed_out, i)
+                elif result is not None and type(result) is CoroutineType:
+                    raise self._unawaited(result, i, _ROLLBACK)
         except BaseException:
             del self  # no queue → error → traceback → frame → queue cycle
             raise
-
-    async def _quietly(self) -> BaseException | None:
-        try:
-            await self.rollback()
-        except BaseException as exc:
-            return exc
-        return None
-
-    async def _settle(self, result: object, index: int, timeout: float | None) -> object:
-        """What a call returned, awaited if it is awaitable, within ``timeout``."""
-        if not inspect.isawaitable(result):
-            return result
-        if timeout is None:
-            return await result
-        clock = asyncio.timeout(timeout)
-        try:
-            async with clock:
-                return await result
-        except TimeoutError as exc:
-            if not clock.expired():  # the action's own TimeoutError
-                raise
-            raise self._timed_out(index, timeout) from exc
-
-    async def _io(self, write: Any, *args: object) -> None:
-        """Make a journal write in a worker thread, so that the event loop never
-        waits for a commit, one write of a run at a time; a cancelled caller still
-        waits for the write it started (a record of unknown fate would be worse),
-        and is cancelled then."""
-        durable = self._durable
-        assert durable is not None
-        loop = asyncio.get_running_loop()
-        async with durable.lock():
-            await _uncancelled(loop.run_in_executor(writer(durable.journal), write, *args))
-
-
-async def _all(calls: list[Coroutine[Any, Any, None]]) -> None:
-    """Run ``calls`` (which never raise) as tasks, and wait for every one to end. If
-    the caller is cancelled meanwhile, they are cancelled too, waited for, and the
-    cancellation propagates."""
-    if not calls:
-        return
-    tasks = [asyncio.ensure_future(call) for call in calls]
-    try:
-        await asyncio.wait(tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await _uncancelled(asyncio.gather(*tasks, return_exceptions=True))
-        raise
-
-
-async def _uncancelled(future: asyncio.Future[Any]) -> Any:
-    """Await ``future`` to its end even if the caller is cancelled meanwhile. Then a
-    cancellation that came meanwhile propagates (with what the future raised, if
-    anything, as its context); else the future's result or exception."""
-    cancelled: BaseException | None = None
-    while True:
-        try:
-            result = await asyncio.shield(future)
-        except asyncio.CancelledError as exc:
-            if future.cancelled():
-                raise
-            cancelled = exc  # the caller was cancelled: wait on
-            continue
-        except BaseException as exc:
-            if cancelled is not None:
-                raise cancelled from exc
-            raise
-        if cancelled is not None:
-            raise cancelled
-        return result

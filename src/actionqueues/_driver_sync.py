@@ -1,7 +1,5 @@
-"""The sync queue's driver: it carries out what the core's flows decide (``_flow``).
-
-It holds no rule: each operation a flow yields is done as its code says, and what
-came of it goes back to the flow. ``_driver_async.py`` is its twin for asyncio.
+"""The sync queue's driver: GENERATED from ``_driver_async.py`` by
+``tools/async_to_sync.py``. Do not edit; edit that file and run the tool.
 """
 
 from __future__ import annotations
@@ -9,17 +7,16 @@ from __future__ import annotations
 import time
 from time import perf_counter
 from types import CoroutineType
-from typing import Any
 
 from ._action import ActionLike
 from ._build import Engine
-from ._flow import BATCH, CALL, SLEEP, UNDO, UNDO_BATCH, WRITE, Flow
+from ._ops import BATCH, CALL, SLEEP, UNDO, UNDO_BATCH, WRITE, Flow
 from ._report import RunReport
 from ._run import _EXECUTE, _ROLLBACK
 
 
 class SyncDriver(Engine):
-    """Execute, roll back and retry, with plain calls."""
+    """Execute, roll back and retry: the flows' operations carried out."""
 
     __slots__ = ()
 
@@ -43,13 +40,13 @@ class SyncDriver(Engine):
         batch = self._execute_batch()
         if batch is None:
             flow = self._execute_flow()
-        else:  # the hot path: no flow, unless a retry needs one
+        else:
             try:
                 self._batch(batch)
             except BaseException as exc:
                 then = self._batch_failed(exc)
                 if then is None:
-                    del self  # no queue → error → traceback → frame → queue cycle
+                    del self
                     raise
                 flow = then
             else:
@@ -83,7 +80,7 @@ class SyncDriver(Engine):
         first = self._rollback_batch()
         if first is None:
             flow = self._rollback_flow()
-        else:  # the hot path: no flow, unless a rollback fails
+        else:
             try:
                 self._undo(first)
             except BaseException as exc:
@@ -92,7 +89,7 @@ class SyncDriver(Engine):
                 raised = self._undo_done()
                 if raised is None:
                     return
-                del self  # no queue → error → traceback → frame → queue cycle
+                del self
                 raise raised
         try:
             self._drive(flow)
@@ -128,13 +125,13 @@ class SyncDriver(Engine):
             try:
                 self._drive(self._run_failed(exc))
             finally:
-                del self  # no queue → error → traceback → frame → queue cycle
+                del self
             raise
         return self.report
 
-    def _drive(self, flow: Flow) -> Any:
+    def _drive(self, flow: Flow) -> object:
         """Carry out ``flow``'s operations until it returns (its value) or raises."""
-        value: Any = None
+        value: object = None
         error: BaseException | None = None
         while True:
             try:
@@ -142,7 +139,7 @@ class SyncDriver(Engine):
             except StopIteration as stop:
                 return stop.value
             except BaseException:
-                del self, flow, error  # no queue → error → traceback → frame → queue cycle
+                del self, flow, error
                 raise
             value = error = None
             code = op[0]
@@ -161,7 +158,7 @@ class SyncDriver(Engine):
                     op[1](*op[2])
                 elif code == UNDO:
                     self.rollback()
-                else:  # GROUP: the sync queue has none
+                else:
                     raise AssertionError(op)
             except BaseException as exc:
                 error = exc
@@ -179,7 +176,7 @@ class SyncDriver(Engine):
                     raise self._unawaited(result, len(results), _EXECUTE)
                 results.append(result)
         except BaseException:
-            del self  # no queue → error → traceback → frame → queue cycle
+            del self
             raise
 
     def _undo(self, first: int) -> None:
@@ -195,5 +192,5 @@ class SyncDriver(Engine):
                 if result is not None and type(result) is CoroutineType:
                     raise self._unawaited(result, i, _ROLLBACK)
         except BaseException:
-            del self  # no queue → error → traceback → frame → queue cycle
+            del self
             raise

@@ -1,36 +1,9 @@
 """The run as the core decides it: flows that say, step by step, what to do next.
 
-A flow is a generator. It yields an *operation* (a tuple whose first item is one of
-the codes below), and the driver carries it out and sends back what came of it: a
-value, or, thrown in at the ``yield``, what it raised. The flow decides everything
-else: the order of calls and records (D1-D4), retries (E5), what a failure leads to
-(S3-S5, D10), and what the run returns or raises. The drivers
-(``_driver_sync.py``, ``_driver_async.py``) hold no rule: each is a loop over one
-flow's operations, the way httpx's clients drive one ``auth_flow`` generator.
-
-Operations, and what the driver sends back:
-
-* ``(CALL, index, phase, method, timeout)``: call ``method()``; its result (awaited
-  by the async driver, within ``timeout`` seconds when that is not None; refused by
-  the sync driver when it is a coroutine, through ``_unawaited``).
-* ``(BATCH, actions)``: steps nobody observes, called in a row: for each action,
-  its start time appended to ``_starts`` when ``_timed``, then its ``execute()``
-  result (as for CALL) appended to ``_results``; None at the end, or the first
-  call's exception thrown in (the failed step is ``len(_results)``).
-* ``(UNDO_BATCH, first)``: likewise, rollbacks from step ``first`` down to step 0,
-  ``_rb_index`` set to each before its call (and its start time appended to
-  ``_rb_starts`` when ``_timed``); the failed step is ``_rb_index``.
-* ``(SLEEP, seconds)``: wait; None.
-* ``(WRITE, function, args)``: a journal write, ``function(*args)``; None. (The
-  async driver makes it in a worker thread.)
-* ``(GROUP, flows)``: the async queue's parallel group: drive each flow (which never
-  raises) in a task of its own, and wait for all; None, or a cancellation thrown in.
-* ``(UNDO,)``: run :meth:`rollback` (the async driver: shielded, in a task of its
-  own); None, or what it raised thrown in.
-
-A flow's operations carry no rule a driver must know; its return value (through
-``StopIteration``) is what the queue's method returns, and its exception what it
-raises.
+A flow is a generator of operations (``_ops``), which a driver carries out: the
+execution of a run (S3, S11, E5, D1, D2, D4), its rollback (S3-S5, E3), ``run()``'s
+rollback after a failure (E1), and a parallel group's members. The decisions are
+the core's (``_core``, ``_groups``); the records ``_records``'.
 
 The in-memory hot path makes no flow at all: when nobody observes the steps,
 ``execute()`` asks :meth:`Flows._execute_batch` for the steps, carries the batch out
@@ -43,51 +16,33 @@ as it would a BATCH operation, and tells :meth:`Flows._batch_done` (or
 The flows call listeners themselves, through the event bus, as tenacity's ``iter()``
 calls its ``before_sleep`` callbacks: listeners are synchronous functions, the same
 for both drivers.
+
+Designed in for what comes next (DESIGN 3b, 3c). A saga's steps are added while
+its run executes: the observed loop of :meth:`Flows._execute_flow` reads
+``len(self._actions)`` at each step, so that a step appended meanwhile (``add()``
+allowed in the ``executing`` state for a saga) is the next one run, with its D1 and
+D2 records and its retries; its undo is an action's rollback. A pivot step is a
+field of the run (the index of the pivot, once executed): ``_end_execute`` then
+ends a failed run as failed forward, ``_begin_rollback`` refuses it (the lifecycle
+table), and ``_run_failed`` does not roll back; recovery resumes it whatever its
+mode. Each is one more decision in the core, not a change in a driver.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from time import perf_counter
-from typing import Any, Final, TypeAlias
 
 from ._action import ActionLike
-from ._core import (
-    COMPLETED,
-    DONE,
-    EXPIRE,
-    FAILED,
-    HOLD,
-    RAISE,
-    RELEASE,
-    ROLLED_BACK,
-    STARTED,
-    STOP,
-    UNDOING,
-    UNDONE,
-    UNDONE_STATE,
-)
-from ._durable import DurableRun
 from ._errors import JournalError
-from ._events import StepStarted, logger
-from ._groups import Groups
 from ._lifecycle import check
+from ._ops import BATCH, CALL, GROUP, SLEEP, UNDO, UNDO_BATCH, Flow
+from ._records import Records
 from ._run import _EXECUTE, _ROLLBACK
-from ._status import Phase, RunStatus, StepStatus
-
-CALL: Final = 0
-BATCH: Final = 1
-UNDO_BATCH: Final = 2
-SLEEP: Final = 3
-WRITE: Final = 4
-GROUP: Final = 5
-UNDO: Final = 6
-
-#: What a flow yields (an operation), is sent (a value), and returns.
-Flow: TypeAlias = Generator[tuple[Any, ...], Any, Any]
+from ._status import Phase
 
 
-class Flows(Groups):
+class Flows(Records):
     """Execution, rollback and ``run()`` as flows of operations."""
 
     __slots__ = ()
@@ -342,107 +297,6 @@ class Flows(Groups):
             yield (UNDO,)
         finally:
             self._annotate(error)
-
-    # -- the journal's records (D1-D4, D10; see DurableRun) ---------------------------
-
-    def _step_started(self, index: int, phase: Phase, attempt: int) -> Flow:
-        """D1/D3, before a step's call: commit that it is executing (or rolling back)
-        with its state then (before its first call only); then ``StepStarted``."""
-        self._calling = True
-        durable = self._durable
-        if durable is not None:
-            durable.enter(index, self._step_name(index), phase, attempt)
-            if attempt == 1:
-                execute = phase is _EXECUTE
-                try:
-                    state = durable.state(index, self._actions[index])
-                    if execute:
-                        yield WRITE, durable.step_started, (index, StepStatus.EXECUTING, state)
-                    else:
-                        yield (
-                            WRITE,
-                            durable.step_started,
-                            (index, StepStatus.ROLLING_BACK, state, RunStatus.ROLLING_BACK),
-                        )
-                except BaseException as exc:
-                    yield from self._journal_error(STARTED if execute else UNDOING, index, exc)
-        if self._bus.wants(StepStarted):
-            self._announce_started(index, phase, attempt)
-
-    def _step_succeeded(self, index: int, phase: Phase) -> Flow:
-        """D2/D3, the step returned: record it with its state after; then tell."""
-        self._calling = False
-        durable = self._durable
-        if durable is not None:
-            execute = phase is _EXECUTE
-            status = StepStatus.EXECUTED if execute else StepStatus.ROLLED_BACK
-            attempts = self._attempts.get((phase, index), 1)
-            state: str | None
-            try:
-                state = durable.state(index, self._actions[index])
-            except BaseException as exc:
-                yield from self._journal_error(DONE if execute else UNDONE_STATE, index, exc)
-                state = None
-            try:
-                yield WRITE, durable.step_done, (index, status, state, attempts)
-            except BaseException as exc:
-                yield from self._journal_error(DONE if execute else UNDONE, index, exc)
-        self._announce_succeeded(index, phase)
-
-    def _record_end(self, durable: DurableRun) -> Flow:
-        """D4: record how execution ended."""
-        durable.leave()
-        if not durable.begun:  # the run's first record could not be made
-            return
-        error = self._error
-        if durable.new is not None:  # never recorded (its first write failed): nothing to do
-            durable.give_up(error or JournalError("not recorded"), release=False)
-            return
-        try:
-            if error is None:
-                yield WRITE, durable.finish, (RunStatus.COMPLETED,)
-                return
-            for index in self._failures():
-                durable.step_failed(
-                    index,
-                    StepStatus.FAILED,
-                    durable.state(index, self._actions[index]),
-                    self._attempts.get((_EXECUTE, index), 1),
-                    repr(self._errors.get(index, error)),
-                )
-            yield WRITE, durable.finish, (RunStatus.FAILED, repr(error))
-        except BaseException as exc:
-            yield from self._journal_error(COMPLETED if error is None else FAILED, -1, exc)
-
-    def _record_rollback_end(self, durable: DurableRun) -> Flow:
-        """D4: record how the rollback ended."""
-        ended = RunStatus.ROLLBACK_FAILED if self._rb_errors else RunStatus.ROLLED_BACK
-        try:
-            yield WRITE, durable.finish, (ended,)
-        except BaseException as exc:
-            yield from self._journal_error(ROLLED_BACK, -1, exc)
-
-    def _journal_error(self, record: int, index: int, error: BaseException) -> Flow:
-        """Carry out what D10 (``Core._journal_failed``) says a failed record leads
-        to; called in the ``except`` block that caught it."""
-        durable = self._durable
-        assert durable is not None
-        then, message = self._journal_failed(record, index, error)
-        if message is not None and not then & STOP:
-            logger.error("%s", message)
-        if then & EXPIRE:
-            durable.give_up(error, release=False)
-        if then & RELEASE:  # a journal write, so made as writes are
-            try:
-                yield WRITE, durable.give_up, (error, True)
-            except JournalError:  # closed meanwhile: the lease expires instead
-                durable.give_up(error, False)
-        if then & STOP:
-            raise JournalError(message) from error
-        if then & HOLD:
-            self._hold(error)
-        elif then & RAISE:
-            raise error
 
     # -- parallel groups (the async queue's; decisions in ``_groups``) ----------------
 
