@@ -12,24 +12,14 @@ figures are medians over the rounds.
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
-import subprocess
 import sys
-import venv
 from pathlib import Path
+
+from _harness import interleaved, venv_python
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "_core_worker.py"
-SEED_VENV = HERE / ".venv-seed"
-
-
-def seed_python() -> Path:
-    python = SEED_VENV / "bin" / "python"
-    if not python.exists():
-        venv.create(SEED_VENV, with_pip=True)
-        subprocess.run([python, "-m", "pip", "install", "-q", "actionqueues==0.8.2"], check=True)
-    return python
 
 
 def main() -> None:
@@ -38,20 +28,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20000)
     args = parser.parse_args()
     here = Path(sys.executable)
-    pythons = {"seed": seed_python(), "ours": here, "ours-run": here, "bare": here}
-    runs = [(impl, path) for impl in pythons for path in ("happy", "fail")]
-    results: dict[tuple[str, str], list[float]] = {r: [] for r in runs}
-    for _ in range(args.rounds):
-        random.shuffle(runs)
-        for impl, path in runs:
-            out = subprocess.run(
-                [pythons[impl], WORKER, impl, path, str(args.n)],
-                check=True,
-                capture_output=True,
-                text=True,
-                cwd=HERE,  # never import the source tree by accident
-            )
-            results[impl, path].append(float(out.stdout))
+    seed = venv_python(".venv-seed", "actionqueues==0.8.2")
+    pythons = {"seed": seed, "ours": here, "ours-run": here, "bare": here}
+    results = interleaved(pythons, WORKER, ("happy", "fail"), args.rounds, args.n)
     print(f"{args.rounds} rounds, {args.n} queues of 10 steps per timing; ns per step, median")
     print("ours: execute() then rollback() on failure, as 0.8.2; ours-run: run()")
     print(

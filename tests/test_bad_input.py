@@ -364,6 +364,12 @@ def _deep(depth: int) -> object:
     return value
 
 
+def _itself() -> object:
+    value: list[object] = [1]
+    value.append(value)
+    return value
+
+
 @pytest.mark.parametrize(
     ("action", "message"),
     [
@@ -371,6 +377,7 @@ def _deep(depth: int) -> object:
         (Holder((1, 2)), "is a tuple, which comes back from JSON as a list"),
         (Holder({"a": [1, (2,)]}), "state['value']['a'][1] is a tuple"),
         (Holder(_deep(100_000)), "nested too deep"),
+        (Holder(_itself()), "(or holds itself)"),
         (BrokenState(), "could not be taken: AttributeError"),
         (Holder(float("nan")), "is not JSON"),
     ],

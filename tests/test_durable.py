@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 from durable_actions import Write, effects, registry
+from hypothesis import given
+from hypothesis import strategies as st
 
 import actionqueues
 from actionqueues import (
@@ -897,3 +899,24 @@ def test_a_version_1_journal_is_migrated_and_keeps_its_runs(tmp_path: Path) -> N
     journal.close()
     with contextlib.closing(sqlite3.connect(path)) as db, db:
         assert (2,) == db.execute("PRAGMA user_version").fetchone()
+
+
+@given(
+    state=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+        lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+        max_leaves=20,
+    )
+)
+def test_states_are_encoded_as_json_dumps_would(state: object) -> None:
+    """The encoder built once writes exactly what json.dumps() would, keys sorted
+    and compact, and refuses what it refuses."""
+    from actionqueues._registry import _encode
+
+    try:
+        expected = json.dumps(state, allow_nan=False, separators=(",", ":"), sort_keys=True)
+    except ValueError:
+        with pytest.raises(ValueError, match="not JSON compliant"):
+            _encode(state)
+        return
+    assert expected == _encode(state)

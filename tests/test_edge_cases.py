@@ -414,3 +414,33 @@ def test_the_shared_empty_mapping_refuses_writes() -> None:
     with pytest.raises(TypeError, match="shared empty mapping"):
         _engine._EMPTY[1] = 2
     assert {} == pickle.loads(pickle.dumps(_engine._EMPTY))  # noqa: S301
+
+
+def test_add_of_plain_functions_keeps_every_check_of_the_full_path() -> None:
+    """add(do, undo)'s fast path takes only plain functions: an ``async def`` one is
+    still refused by ActionQueue, a function carrying attributes is checked in full,
+    and the steps are named as before (a nested function by its own name)."""
+
+    def outer() -> None:
+        pass
+
+    async def later() -> None:
+        pass
+
+    queue = actionqueues.ActionQueue()
+    queue.add(outer, lambda: None)
+    with pytest.raises(actionqueues.InvalidActionError, match="coroutine function"):
+        queue.add(outer, later)
+    with pytest.raises(actionqueues.InvalidActionError, match="coroutine function"):
+        queue.add(later)
+
+    def marked() -> None:
+        pass
+
+    marked.execute = "not callable"  # type: ignore[attr-defined]
+    with pytest.raises(actionqueues.InvalidActionError, match="no callable"):
+        queue.add(marked)
+    assert ["outer"] == [step.name for step in queue.report.steps]
+    async_queue = actionqueues.AsyncActionQueue()
+    async_queue.add(later, outer)  # an async queue takes both kinds
+    assert ["later"] == [step.name for step in async_queue.report.steps]

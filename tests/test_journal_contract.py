@@ -844,3 +844,45 @@ def test_a_lease_out_of_range_is_refused(opener: Opener) -> None:
     for lease in (0.01, 86401.0, True, "30"):
         with pytest.raises(JournalError, match="lease="):
             opener(lease=lease)
+
+
+def test_prune_deletes_in_batches_every_run_it_should(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """prune() deletes a batch of runs a transaction (so that no other writer waits
+    long behind it), until none is left: batches of 3 here, over 8 runs to delete."""
+    from actionqueues.journal import _postgres, _sqlite
+
+    monkeypatch.setattr(_sqlite, "PRUNE_BATCH", 3)
+    monkeypatch.setattr(_postgres, "PRUNE_BATCH", 3)
+    for i in range(8):
+        new(journal, f"done{i}")
+        finish(journal, f"done{i}", "completed")
+    new(journal, "left")
+    finish(journal, "left", "rollback_failed")
+    new(journal, "live")
+    assert 8 == journal.prune(journal.now() + 1)
+    assert ["live", "left"] == [r.id for r in journal.runs()]
+    assert 0 == journal.prune(journal.now() + 1)
+
+
+def test_runs_are_listed_through_an_index_not_a_sort(tmp_path: Path) -> None:
+    """runs(limit=50) reads the newest runs off the runs_created index (SQLite's plan
+    holds no sort of every run): it stays fast as the journal grows."""
+    import contextlib
+    import sqlite3
+
+    from actionqueues.journal import SQLiteJournal
+
+    with SQLiteJournal(tmp_path / "j.db") as journal:
+        new(journal, "r1")
+    with contextlib.closing(sqlite3.connect(tmp_path / "j.db")) as db:
+        plan = " ".join(
+            str(r[-1])
+            for r in db.execute(
+                "EXPLAIN QUERY PLAN SELECT * FROM runs WHERE 1 = 1 "
+                "ORDER BY created DESC, id DESC LIMIT 50"
+            )
+        )
+    assert "runs_created" in plan
+    assert "TEMP B-TREE" not in plan

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar, runtime_checkable
+from types import FunctionType
+from typing import Final, Generic, Protocol, TypeVar, runtime_checkable
 
 T_co = TypeVar("T_co", covariant=True)
 
@@ -119,6 +120,23 @@ def is_async_callable(fn: object) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
         getattr(fn, "__call__", None)  # noqa: B004 - the method itself, not callable()
     )
+
+
+_CO_COROUTINE: Final = inspect.CO_COROUTINE
+
+
+def function_action(fn: object, undo: object) -> FunctionAction[object] | None:
+    """add(fn, undo)'s fast path: the action of two plain ``def`` functions (``undo``
+    may be None) with no attributes of their own (nothing that would make one an
+    action object, or mark it async): a few attribute reads, where inspect's test
+    costs microseconds. None for anything else, which add() checks in full."""
+    if type(fn) is not FunctionType or fn.__dict__ or fn.__code__.co_flags & _CO_COROUTINE:
+        return None
+    if undo is not None and (
+        type(undo) is not FunctionType or undo.__dict__ or undo.__code__.co_flags & _CO_COROUTINE
+    ):
+        return None
+    return FunctionAction(fn, undo, name=fn.__qualname__.rpartition("<locals>.")[2])
 
 
 def callable_name(fn: object) -> str:

@@ -9,7 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Final, TypedDict, Unpack, cast
 
-from ._action import ActionLike, FunctionAction, callable_name, is_async_callable
+from ._action import (
+    ActionLike,
+    FunctionAction,
+    callable_name,
+    function_action,
+    is_async_callable,
+)
 from ._durable import DurableRun
 from ._errors import InvalidActionError, InvalidArgumentError, InvalidPolicyError
 from ._events import (
@@ -213,7 +219,7 @@ class Engine(Flows):
         if self._state not in _ADD_FROM:
             raise lifecycle_error("add", self._state)
         if rollback is not None or type(action) not in _CHECKED:
-            action = self._as_action(action, rollback)
+            action = function_action(action, rollback) or self._as_action(action, rollback)
         if self._durable is not None:
             self._add_durable(action, options)
             return

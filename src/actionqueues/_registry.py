@@ -26,8 +26,32 @@ class _Entry(NamedTuple):
     decode: Callable[[JSONState], Any]
 
 
-# One encoder for every state: json.dumps() with options builds a new one per call.
+# One encoder for every state, built once: json.dumps() with options builds a new
+# JSONEncoder per call, and JSONEncoder.encode() a new C encoder per call (2.2 µs
+# against 0.8 µs). It keeps no markers, which would be state shared by every thread
+# that writes: a state that refers to itself recurses until RecursionError (reported
+# as nested too deep), instead of a ValueError. The same text as json.dumps(state,
+# allow_nan=False, separators=(",", ":"), sort_keys=True).
 _ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), sort_keys=True)
+_C_ENCODER = getattr(json.encoder, "c_make_encoder", None)
+_encode: Callable[[JSONState], str] = _ENCODER.encode  # without the C accelerator
+if _C_ENCODER is not None:
+    _chunks = _C_ENCODER(
+        None,
+        _ENCODER.default,
+        json.encoder.encode_basestring_ascii,
+        None,
+        ":",
+        ",",
+        True,
+        False,
+        False,
+    )
+
+    def _encode_with_c(state: JSONState) -> str:
+        return "".join(_chunks(state, 0))
+
+    _encode = _encode_with_c
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
 #: The longest run id: ids are keys of the journal's indexes (PostgreSQL's hold at
@@ -273,12 +297,12 @@ class Registry:
             )
             raise StateError(msg) from exc
         try:
-            text: str = _ENCODER.encode(state)
+            text: str = _encode(state)
             changed = _difference(state, json.loads(text)) if exact else None
         except RecursionError:
             msg = (
                 f"The state of the durable action {name!r} ({type(action).__qualname__}) "
-                "is nested too deep to write as JSON; keep it flatter."
+                "is nested too deep to write as JSON (or holds itself); keep it flatter."
             )
             raise StateError(msg) from None
         except (TypeError, ValueError) as exc:

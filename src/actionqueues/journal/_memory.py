@@ -234,6 +234,6 @@ class MemoryJournal(Journal):
                 and (name is None or run.name == name)
                 and (before is None or run.updated < before)
             ]
-        # Newest first; runs created at the same instant stay in the order inserted.
-        found.sort(key=lambda run: run.created, reverse=True)
+        # Newest first, ties by id, as the SQL journals' RUNS_ORDER.
+        found.sort(key=lambda run: (run.created, run.id), reverse=True)
         return found if limit is None else found[:limit]

@@ -60,7 +60,9 @@ from ._redact import Redact, redact, scrub
 from ._schema import (
     INDEXES,
     POSTGRES_MIGRATIONS,
+    PRUNE_BATCH,
     RUN_COLUMNS,
+    RUNS_ORDER,
     SCHEMA_NAME,
     SCHEMA_VERSION,
     STEP_COLUMNS,
@@ -680,12 +682,20 @@ class PostgresJournal(Journal):
         """
         self._check_writable()
         until, chosen = check_prune(before, statuses)
-        with self._transaction() as cur:
-            cur.execute(
-                self._sql("DELETE FROM {s}.runs WHERE status = ANY(%s) AND updated < %s"),
-                (list(chosen), until),
-            )
-            return cur.rowcount
+        deleted = 0
+        while True:  # in batches: another writer never waits long behind it
+            with self._transaction() as cur:
+                cur.execute(
+                    self._sql(
+                        "DELETE FROM {s}.runs WHERE id IN (SELECT id FROM {s}.runs "
+                        "WHERE status = ANY(%s) AND updated < %s LIMIT %s)"
+                    ),
+                    (list(chosen), until, PRUNE_BATCH),
+                )
+                count = cur.rowcount
+            deleted += count
+            if count < PRUNE_BATCH:
+                return deleted
 
     # -- reads ----------------------------------------------------------------------
 
@@ -719,8 +729,7 @@ class PostgresJournal(Journal):
         with self._transaction("cannot be read") as cur:
             cur.execute(
                 self._sql(
-                    f"SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE {where} "
-                    "ORDER BY created DESC LIMIT %s"
+                    f"SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE {where} {RUNS_ORDER} LIMIT %s"
                 ),
                 params,
             )

@@ -32,9 +32,21 @@ UNFINISHED_SQL: Final = "status IN (" + ", ".join(f"'{s}'" for s in UNFINISHED) 
 #: many runs recovery cannot rebuild took quadratic time. An index changes no row: it
 #: is made on every open to write rather than by a schema version (an older
 #: actionqueues reads the journal as before).
+#: ``runs()`` lists the newest first, ties by id: without ``runs_created`` it sorted
+#: every run to give 50 (62-77 ms at 100k runs).
 INDEXES: Final = (
     f"CREATE INDEX IF NOT EXISTS runs_claimable ON {{s}}runs (updated, id) WHERE {UNFINISHED_SQL}",
+    "CREATE INDEX IF NOT EXISTS runs_created ON {s}runs (created, id)",
 )
+#: The order of ``runs()``, on every backend (the memory journal's too).
+RUNS_ORDER: Final = "ORDER BY created DESC, id DESC"
+#: ``prune()`` deletes this many runs a transaction, so that no other writer waits
+#: long behind it (a prune of 100k runs in one transaction held the lock 1.2-1.6 s).
+PRUNE_BATCH: Final = 250
+#: And pauses this long between two (seconds): SQLite's busy handler retries a
+#: waiting writer after 1, 2, 5, 10 ms..., which a prune that took the lock again
+#: at once would starve.
+PRUNE_PAUSE: Final = 0.01
 
 #: The version of the schema this actionqueues writes, on every backend.
 SCHEMA_VERSION: Final = 2

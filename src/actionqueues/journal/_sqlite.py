@@ -36,7 +36,10 @@ from ._base import (
 )
 from ._schema import (
     INDEXES,
+    PRUNE_BATCH,
+    PRUNE_PAUSE,
     RUN_COLUMNS,
+    RUNS_ORDER,
     SCHEMA_VERSION,
     SQLITE_MIGRATIONS,
     STEP_COLUMNS,
@@ -544,17 +547,22 @@ class SQLiteJournal(Journal):
     def prune(self, before: float, *, statuses: Iterable[str] | None = None) -> int:
         when, chosen = check_prune(before, statuses)
         marks = ", ".join("?" * len(chosen))
-        with self._transaction() as db:
-            ids = [
-                (r[0],)
-                for r in db.execute(
-                    f"SELECT id FROM runs WHERE status IN ({marks}) AND updated < ?",
-                    (*chosen, when),
-                )
-            ]
-            db.executemany("DELETE FROM steps WHERE run_id = ?", ids)
-            db.executemany("DELETE FROM runs WHERE id = ?", ids)
-        return len(ids)
+        deleted = 0
+        while True:  # in batches: another writer never waits long for the lock
+            with self._transaction() as db:
+                ids = [
+                    (r[0],)
+                    for r in db.execute(
+                        f"SELECT id FROM runs WHERE status IN ({marks}) AND updated < ? LIMIT ?",
+                        (*chosen, when, PRUNE_BATCH),
+                    )
+                ]
+                db.executemany("DELETE FROM steps WHERE run_id = ?", ids)
+                db.executemany("DELETE FROM runs WHERE id = ?", ids)
+            deleted += len(ids)
+            if len(ids) < PRUNE_BATCH:
+                return deleted
+            time.sleep(PRUNE_PAUSE)  # a writer waiting for the lock takes it now
 
     # -- reads ----------------------------------------------------------------------
 
@@ -579,7 +587,7 @@ class SQLiteJournal(Journal):
         where, params = run_filters("?", interrupted, status, name, before)
         params.append(-1 if limit is None else limit)
         rows = self._read(
-            f"SELECT {RUN_COLUMNS} FROM runs WHERE {where} ORDER BY created DESC LIMIT ?",
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE {where} {RUNS_ORDER} LIMIT ?",
             params,
         )
         return [RunRow(*r) for r in rows]  # type: ignore[arg-type]
