@@ -96,11 +96,10 @@ class Flows(Records):
         try:
             if self._observed():
                 # Step by step, each recorded and told; groups; timeouts.
-                steps = actions
                 groups = self._groups
                 timed, track = self._timed, self._track
                 i = len(results)
-                while i < len(steps):
+                while i < len(actions):
                     if groups and i in groups:
                         end = groups[i]
                         failed, error = yield from self._execute_group(i, end)
@@ -116,7 +115,7 @@ class Flows(Records):
                     if track:
                         yield from self._step_started(i, _EXECUTE, 1)
                     failed = i
-                    results.append((yield from self._again(i, _EXECUTE, steps[i].execute)))
+                    results.append((yield from self._again(i, _EXECUTE, actions[i].execute)))
                     failed = -1
                     if track:
                         yield from self._step_succeeded(i, _EXECUTE)
@@ -200,9 +199,14 @@ class Flows(Records):
         (``rollback()`` calls the batch with no flow; then :meth:`_undo_done`, or
         :meth:`_rollback_flow` with the error). None: :meth:`_rollback_flow` runs
         the rollback."""
-        if self._track or self._groups:
+        if self._observed_undo():
             return None
         return self._begin_rollback().start
+
+    def _observed_undo(self) -> bool:
+        """Whether rollbacks must be called one by one, each recorded or told (or a
+        parallel group); else they are called in a row (a batch)."""
+        return bool(self._track or self._groups)
 
     def _undo_done(self) -> BaseException | None:
         """Every rollback was tried: what ``rollback()`` raises, if anything (E3)."""
@@ -217,7 +221,7 @@ class Flows(Records):
         call of a batch's step (``_rb_index``) raised (rollback began, in a row)."""
         first = self._begin_rollback().start if error is None else self._rb_index
         try:
-            if self._track or self._groups:
+            if self._observed_undo():
                 yield from self._observed_rollbacks(first)
             else:  # nobody observes a step: rolled back in a row
                 while first >= 0:
@@ -307,27 +311,28 @@ class Flows(Records):
         if self._track:
             for i in todo:
                 yield from self._step_started(i, _EXECUTE, 1)
-        self._group_started(first, end, todo, _EXECUTE)
-        aborted: list[BaseException] = []
-        interrupted: BaseException | None = None
-        try:
-            yield GROUP, [self._member(i, _EXECUTE, aborted) for i in todo]
-        except BaseException as exc:  # cancelled: every member has ended, cancelled too
-            interrupted = exc
+        interrupted, aborted = yield from self._members(first, end, todo, _EXECUTE)
         return self._group_ended(first, end, interrupted, aborted)
 
     def _rollback_group(self, first: int, end: int) -> Flow:
         """Roll back the members ``first`` to ``end`` together; what must stop the
         rollback (``_group_undone``)."""
         todo = self._group_members(first, end, _ROLLBACK)
-        self._group_started(first, end, todo, _ROLLBACK)
+        interrupted, aborted = yield from self._members(first, end, todo, _ROLLBACK)
+        return self._group_undone(interrupted, aborted)
+
+    def _members(self, first: int, end: int, todo: list[int], phase: Phase) -> Flow:
+        """Start the members ``todo`` of the group ``first`` to ``end`` together, in
+        ``phase``, and wait for them all: what cancelled the wait (or None), and the
+        errors of the queue's own that came of the members (see :meth:`_member`)."""
+        self._group_started(first, end, todo, phase)
         aborted: list[BaseException] = []
         interrupted: BaseException | None = None
         try:
-            yield GROUP, [self._member(i, _ROLLBACK, aborted) for i in todo]
+            yield GROUP, [self._member(i, phase, aborted) for i in todo]
         except BaseException as exc:  # cancelled: every member has ended, cancelled too
             interrupted = exc
-        return self._group_undone(interrupted, aborted)
+        return interrupted, aborted
 
     def _member(self, index: int, phase: Phase, aborted: list[BaseException]) -> Flow:
         """One member of a parallel group (driven in a task of its own); it never
