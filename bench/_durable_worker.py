@@ -2,7 +2,8 @@
 
 usage: python _durable_worker.py KIND MODE RUNS DIR
   KIND: floor (a bare sqlite3 INSERT + COMMIT per step), ours (one thread),
-        ours1 (one thread, one_commit_per_step=True), ours8 (8 threads at once,
+        ours2 (one thread, a listener attached:
+        two commits a step), ours8 (8 threads at once,
         RUNS in all), dbos (DBOS Transact on SQLite)
   MODE: normal or full (synchronous=NORMAL / FULL; WAL for all)
 Prints durable steps per second.
@@ -34,7 +35,7 @@ def floor(mode: str, runs: int, folder: Path) -> float:
     return runs * STEPS / (time.perf_counter() - start)
 
 
-def ours(mode: str, runs: int, folder: Path, threads: int, fold: bool = False) -> float:
+def ours(mode: str, runs: int, folder: Path, threads: int, listen: bool = False) -> float:
     import actionqueues
 
     names = actionqueues.Registry()
@@ -54,9 +55,11 @@ def ours(mode: str, runs: int, folder: Path, threads: int, fold: bool = False) -
         folder / "ours.db", durability="power" if mode == "full" else "process"
     )
 
+    listeners = [lambda event: None] if listen else []
+
     def work(count: int) -> None:
         for _ in range(count):
-            q = actionqueues.ActionQueue(journal=journal, registry=names, one_commit_per_step=fold)
+            q = actionqueues.ActionQueue(journal=journal, registry=names, listeners=listeners)
             for i in range(STEPS):
                 q.add(Noop(i))
             q.execute()
@@ -105,8 +108,8 @@ def main() -> None:
         rate = floor(mode, runs, folder)
     elif kind == "ours":
         rate = ours(mode, runs, folder, 1)
-    elif kind == "ours1":
-        rate = ours(mode, runs, folder, 1, fold=True)
+    elif kind == "ours2":
+        rate = ours(mode, runs, folder, 1, listen=True)
     elif kind == "ours8":
         rate = ours(mode, runs, folder, 8)
     else:

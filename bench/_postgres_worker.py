@@ -2,8 +2,8 @@
 
 usage: python _postgres_worker.py KIND THREADS RUNS URL SCHEMA START
   KIND: floor (a bare INSERT, committed, per step: psycopg, autocommit,
-        synchronous_commit=on), ours (PostgresJournal, two commits a step),
-        ours1 (one_commit_per_step=True)
+        synchronous_commit=on), ours (PostgresJournal, one commit a step),
+        ours2 (a listener attached: two commits a step)
   THREADS: queues running at once in this process, RUNS runs in all
   START: a time.time() to wait for, so that processes start together
 Prints "steps elapsed" (elapsed from START to the last run's end).
@@ -42,7 +42,7 @@ def floor(url: str, schema: str, threads: int, runs: int, start: float) -> int:
     return runs // threads * threads * STEPS
 
 
-def ours(url: str, schema: str, threads: int, runs: int, start: float, fold: bool) -> int:
+def ours(url: str, schema: str, threads: int, runs: int, start: float, listen: bool) -> int:
     import actionqueues
     from actionqueues.journal import PostgresJournal
 
@@ -61,10 +61,12 @@ def ours(url: str, schema: str, threads: int, runs: int, start: float, fold: boo
 
     journal = PostgresJournal(url, schema=schema, pool_size=threads + 2)
 
+    listeners = [lambda event: None] if listen else []
+
     def work(count: int) -> None:
         ready.wait()
         for _ in range(count):
-            q = actionqueues.ActionQueue(journal=journal, registry=names, one_commit_per_step=fold)
+            q = actionqueues.ActionQueue(journal=journal, registry=names, listeners=listeners)
             for i in range(STEPS):
                 q.add(Noop(i))
             q.execute()
@@ -87,7 +89,7 @@ def main() -> None:
     if kind == "floor":
         steps = floor(url, schema, threads, runs, start)
     else:
-        steps = ours(url, schema, threads, runs, start, fold=kind == "ours1")
+        steps = ours(url, schema, threads, runs, start, listen=kind == "ours2")
     print(steps, time.time() - start)
 
 

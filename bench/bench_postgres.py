@@ -5,8 +5,8 @@ usage: python bench/bench_postgres.py URL [--rounds 3] [--runs 160]
 Run with the interpreter of a venv where this tree is installed with the
 ``[postgres]`` extra. For 1, 4 and 16 queues at once, as threads of one process and
 then as processes (each with a thread), it times 10-step runs of no-op durable
-actions (``ours``: two commits a step, D1 and D2; ``ours1``: one commit a step,
-``one_commit_per_step=True``) and the floor: a bare INSERT committed per step
+actions (``ours``: one commit a step, a step's D2 with the next one's D1;
+``ours2``: two commits a step, a listener attached) and the floor: a bare INSERT committed per step
 (autocommit, ``synchronous_commit=on``), the same number of steps, the same
 concurrency. Each round runs every measurement in fresh processes, in a shuffled
 order, in a schema of its own that is dropped afterwards; the figures are medians.
@@ -76,7 +76,7 @@ def main() -> None:
         conn.execute(f"CREATE TABLE {schema}.floor (run text, idx integer, state text)")
     cases = [
         (kind, how, level)
-        for kind in ("floor", "ours", "ours1")
+        for kind in ("floor", "ours", "ours2")
         for how in ("threads", "processes")
         for level in LEVELS
     ]
@@ -92,12 +92,12 @@ def main() -> None:
     med = {c: statistics.median(v) for c, v in results.items()}
     print(f"{args.rounds} rounds, {args.runs} runs of 10 steps per timing; steps/s, median")
     print(
-        f"{'how':<10}{'queues':>7}{'floor':>9}{'ours':>9}{'ours1':>9}"
-        f"{'floor/ours':>12}{'floor/ours1':>13}"
+        f"{'how':<10}{'queues':>7}{'floor':>9}{'ours':>9}{'ours2':>9}"
+        f"{'floor/ours':>12}{'floor/ours2':>13}"
     )
     for how in ("threads", "processes"):
         for level in LEVELS:
-            f, o, o1 = (med[k, how, level] for k in ("floor", "ours", "ours1"))
+            f, o, o1 = (med[k, how, level] for k in ("floor", "ours", "ours2"))
             print(f"{how:<10}{level:>7}{f:>9.0f}{o:>9.0f}{o1:>9.0f}{f / o:>12.2f}{f / o1:>13.2f}")
         one, sixteen = med["ours", how, 1], med["ours", how, 16]
         print(f"{how}: ours with 16 queues / 1 queue = {sixteen / one:.2f}")

@@ -5,6 +5,8 @@ usage: crash_child.py run JOURNAL SYSTEM STEPS FAIL_AT MODE
                                 async actions, steps 1-2 in parallel)
        crash_child.py threads JOURNAL SYSTEM   (4 threads of queues, durability=power,
                                                 until killed from outside)
+       crash_child.py d2 JOURNAL SYSTEM CASE   (killed where a step's "executed"
+                                record must already be committed: see test_crash)
        crash_child.py recover JOURNAL
        crash_child.py worker JOURNAL   (recover every 0.1 s until killed)
 JOURNAL is a file path, or a postgresql:// URL (the schema in $AQ_PG_SCHEMA).
@@ -17,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 import threading
 import time
 
-from durable_actions import AsyncWrite, Crasher, Write, registry
+from durable_actions import AsyncRow, AsyncWrite, Crasher, Row, Write, registry
 
 import actionqueues
 from actionqueues import ActionQueue, AsyncActionQueue, SQLiteJournal, StepSucceeded
@@ -53,6 +56,31 @@ def threads(journal_path: str, system: str) -> None:
         t.join()
 
 
+def d2(journal: actionqueues.journal.Journal, system: str, case: str) -> None:
+    """Steps a and b return; then the process is killed before anything else is
+    committed: in the next step ("next"), in a listener of b's end ("listener"),
+    in b's parallel sibling ("group"), or in a's rollback after b's ("rollback")."""
+    if case == "group":
+        aqueue = AsyncActionQueue(journal=journal, registry=registry, run_id="d2")
+        aqueue.add(AsyncRow(system, "a"))
+        aqueue.add_parallel(AsyncRow(system, "b"), AsyncRow(system, "c", kill=True))
+        asyncio.run(aqueue.run())
+        return
+
+    def kill_after_b(event: actionqueues.Event) -> None:
+        if isinstance(event, StepSucceeded) and event.index == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    listeners = [kill_after_b] if case == "listener" else []
+    queue = ActionQueue(journal=journal, registry=registry, run_id="d2", listeners=listeners)
+    if case == "rollback":
+        os.environ["AQ_KILL_UNDO"] = "a"
+    queue.add(Row(system, "a"))
+    queue.add(Row(system, "b"))
+    queue.add(Row(system, "c", kill=case == "next", fail=case == "rollback"))
+    queue.run()
+
+
 def open_it(where: str, **options: object) -> actionqueues.journal.Journal:
     if where.startswith("postgresql://"):
         options["schema"] = os.environ["AQ_PG_SCHEMA"]
@@ -78,6 +106,8 @@ def main() -> None:
             with contextlib.suppress(actionqueues.JournalError):  # the database restarting
                 actionqueues.recover(journal, registry=registry, listeners=[between_steps])
             time.sleep(0.1)
+    if command == "d2":
+        d2(journal, sys.argv[3], sys.argv[4])
     if command == "arun":
         system, steps, fail_at, mode = sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
         aqueue = AsyncActionQueue(

@@ -39,6 +39,22 @@ def effects(path: str) -> list[str]:
         return [r[0] for r in db.execute("SELECT value FROM effects ORDER BY value")]
 
 
+def compensate(path: str, column: str, value: object, logged: str) -> None:
+    """Delete the effect whose ``column`` is ``value``, and log the compensation as
+    ``logged`` with the claim it runs under, in one transaction."""
+    sql = {
+        "key": "DELETE FROM effects WHERE key = ?",
+        "rowid": "DELETE FROM effects WHERE rowid = ?",
+    }
+    with contextlib.closing(system(path)) as db:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute(sql[column], (value,))
+        db.execute(
+            "INSERT INTO compensations VALUES (?, ?)", (logged, actionqueues.current_step().claim)
+        )
+        db.execute("COMMIT")
+
+
 class Crasher:
     """Kills this process with SIGKILL at the n-th instrumented point, if asked."""
 
@@ -74,11 +90,7 @@ class Write:
     def rollback(self) -> None:
         Crasher.point()
         step = actionqueues.current_step()
-        with contextlib.closing(system(self.path)) as db:
-            db.execute("BEGIN IMMEDIATE")
-            db.execute("DELETE FROM effects WHERE key = ?", (step.key,))
-            db.execute("INSERT INTO compensations VALUES (?, ?)", (step.key, step.claim))
-            db.execute("COMMIT")
+        compensate(self.path, "key", step.key, step.key)
         Crasher.point()
 
 
@@ -94,3 +106,49 @@ class AsyncWrite(Write):
     async def rollback(self) -> None:  # type: ignore[override]
         await asyncio.sleep(0)
         Write.rollback(self)
+
+
+@registry.register("test.row")
+@dataclasses.dataclass
+class Row:
+    """Insert a row into the system and keep its rowid, which only the system knows:
+    the rollback deletes that row, and so needs the state after execute (D2). With
+    ``kill``, execute kills the process first (before any side effect); with
+    ``fail``, it raises instead. Its rollback kills the process first when
+    ``$AQ_KILL_UNDO`` names its value (set in the process to kill only)."""
+
+    path: str
+    value: str
+    row: int | None = None
+    kill: bool = False
+    fail: bool = False
+
+    def execute(self) -> None:
+        if self.kill:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self.fail:
+            raise RuntimeError(f"{self.value} failed")
+        with contextlib.closing(system(self.path)) as db:
+            self.row = db.execute(
+                "INSERT INTO effects VALUES (?, ?)", (f"{self.value}-{os.getpid()}", self.value)
+            ).lastrowid
+
+    def rollback(self) -> None:
+        if os.environ.get("AQ_KILL_UNDO") == self.value:
+            os.kill(os.getpid(), signal.SIGKILL)
+        compensate(self.path, "rowid", self.row, self.value)
+
+
+@registry.register("test.arow")
+@dataclasses.dataclass
+class AsyncRow(Row):
+    """``Row`` with ``async def`` methods; with ``kill``, its execute waits for its
+    parallel siblings to return before it kills the process."""
+
+    async def execute(self) -> None:  # type: ignore[override]
+        if self.kill:
+            await asyncio.sleep(0.3)
+        Row.execute(self)
+
+    async def rollback(self) -> None:  # type: ignore[override]
+        Row.rollback(self)

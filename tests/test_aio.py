@@ -357,7 +357,7 @@ def test_retries_wait_with_asyncio_sleep_without_blocking_the_loop(log: Log) -> 
 
     async def main() -> None:
         q1 = AsyncActionQueue(
-            retry=RetryPolicy(on=Boom, wait_initial=0.03, wait_jitter=0, wait_max=0.03),
+            retry=RetryPolicy(on=Boom, wait_initial=0.1, wait_jitter=0, wait_max=0.1),
             listeners=[lambda e: waits.append(e.wait) if hasattr(e, "wait") else None],
         )
         q1.add(flaky)
@@ -367,7 +367,7 @@ def test_retries_wait_with_asyncio_sleep_without_blocking_the_loop(log: Log) -> 
         await asyncio.gather(q1.run(), q2.run())
 
     asyncio.run(main())
-    assert [0.03, 0.03] == waits
+    assert [0.1, 0.1] == waits
     first_retry = log.index(("flaky", "execute"), 1)
     assert ("other2", "executed") in log[:first_retry]  # ran while flaky waited
 

@@ -11,6 +11,7 @@ and no compensation may have run twice under one claim.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import shutil
@@ -22,7 +23,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from durable_actions import registry
 
+from actionqueues import open_journal, recover
 from actionqueues.journal import PostgresJournal, RunRow
 
 HERE = Path(__file__).resolve().parent
@@ -168,6 +171,41 @@ def test_group_commit_killed_mid_flight(tmp_path: Path) -> None:
     outcomes = check_systems(journal, system)
     assert outcomes["completed"] > 0
     assert outcomes["rolled_back"] > 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize("case", ["next", "listener", "group", "rollback"])
+def test_one_commit_per_step_keeps_what_a_step_learned(
+    case: str, backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """D2 and D3 at one commit per step: a process killed after step b returned, before
+    anything else commits (in the next step's execute, in a listener of b's end, in
+    b's parallel sibling, in the rollback that follows b's) has committed b's record
+    with its state after: the rollback deletes the row b made by the rowid b learned,
+    and a compensation done is not done again."""
+    system = tmp_path / "system.db"
+    if backend == "sqlite":
+        where, schema = str(tmp_path / "journal.db"), ""
+    else:
+        where, schema = request.getfixturevalue("pg_url"), request.getfixturevalue("pg_schema")
+    assert KILLED == child("d2", where, system, case, schema=schema)
+    options: dict[str, object] = {"lease": 0.3, **({"schema": schema} if schema else {})}
+    journal = open_journal(where, **options)
+    try:
+        loaded = journal.load("d2")
+        assert loaded is not None
+        b = loaded[1][1]
+        assert ("rolled_back" if case == "rollback" else "executed") == b.status
+        assert json.loads(b.state)["row"] is not None, "b's state after was not recorded"
+        time.sleep(0.35)  # the dead owner's lease expires
+        [result] = recover(journal, registry=registry)
+    finally:
+        journal.close()
+    assert "rolled_back" == result.outcome
+    assert [] == rows(system, "SELECT * FROM effects")
+    done = Counter(str(k) for (k,) in rows(system, "SELECT key FROM compensations"))
+    # c never started when the listener killed the process; else it counts (D5).
+    assert {"a": 1, "b": 1, **({} if case == "listener" else {"c": 1})} == done
 
 
 def test_concurrent_recoverers_never_take_the_same_run(tmp_path: Path) -> None:

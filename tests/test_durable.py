@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 import actionqueues
 from actionqueues import (
     ActionQueue,
+    AsyncActionQueue,
     InvalidActionError,
     InvalidArgumentError,
     JournalError,
@@ -817,9 +818,14 @@ def test_a_failed_executing_record_is_not_replayed(
 
 
 def test_bad_one_commit_per_step_and_closed_recovery(journal: Journal) -> None:
-    """Bad input: one_commit_per_step is a bool; recovering a closed journal is refused."""
+    """Bad input: one_commit_per_step is a bool (and, deprecated, warns at the caller's
+    line); recovering a closed journal is refused."""
     with pytest.raises(InvalidArgumentError, match="pass True or False"):
         ActionQueue(journal=journal, one_commit_per_step="no")  # type: ignore[arg-type]
+    for cls in (ActionQueue, AsyncActionQueue):
+        with pytest.warns(DeprecationWarning, match="no effect") as caught:
+            cls(journal=journal, one_commit_per_step=True)
+        assert [__file__] == [w.filename for w in caught]
     journal.close()
     with pytest.raises(JournalError, match="is closed"):
         recover(journal)

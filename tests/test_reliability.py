@@ -561,9 +561,9 @@ def test_a_run_left_interrupted_is_claimed_once_a_pass(
     past the pass's cursor); the next one finishes it."""
     path = crashed_in_c(tmp_path, sysdb, kind)
     with Faulty(path, lease=0.3) as journal:
-        # 1: c's new "executing" (fails); 2: the failure; 3-8: the three rollbacks;
-        # 9: the rollback's end (fails).
-        journal.failing = frozenset({1, 9})
+        # 1: c's new "executing" (fails); 2: the failure; 3-5: the three rollbacks'
+        # starts (each with the previous one's end); 6: the rollback's end (fails).
+        journal.failing = frozenset({1, 6})
         [result] = recover(journal, registry=registry)
         assert "interrupted" == result.outcome
         assert [] == effects(sysdb)

@@ -40,7 +40,7 @@ class AsyncActionQueue(AsyncDriver):
         recovery: What recovery does with the run if its process dies: ``"rollback"``
             (the default) or ``"resume"``.
         run_id: The run's id in the journal, unique in it; a random one if None.
-        one_commit_per_step: One commit per step instead of two (see
+        one_commit_per_step: Deprecated, and without effect (see
             :class:`ActionQueue`).
         timeout: Seconds each call of a step's ``execute`` may take (an awaitable
             one: a plain function's call cannot be interrupted); one that takes

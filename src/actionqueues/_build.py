@@ -6,6 +6,7 @@ as it was.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Final, TypedDict, Unpack, cast
 
@@ -96,7 +97,7 @@ class Engine(Flows):
         registry: Registry | None = None,
         recovery: str = "rollback",
         run_id: str | None = None,
-        one_commit_per_step: bool = False,
+        one_commit_per_step: bool | None = None,
         timeout: float | None = None,
     ) -> None:
         if name is not None and not isinstance(name, str):
@@ -164,15 +165,23 @@ class Engine(Flows):
                 "back ('rollback', the default) or resumed ('resume')."
             )
             raise InvalidArgumentError(msg)
-        if not isinstance(fold, bool):
-            msg = f"ActionQueue(one_commit_per_step={fold!r}): pass True or False."
-            raise InvalidArgumentError(msg)
+        if fold is not None:
+            if not isinstance(fold, bool):
+                msg = f"ActionQueue(one_commit_per_step={fold!r}): pass True or False."
+                raise InvalidArgumentError(msg)
+            warnings.warn(
+                "ActionQueue(one_commit_per_step=...) has no effect since 1.0: a step "
+                "costs one commit whenever that keeps D2 (see 'One commit per step' in "
+                "the docs); drop the argument.",
+                DeprecationWarning,
+                stacklevel=3,
+            )
         if run_id is not None and not (isinstance(run_id, str) and run_id):
             msg = f"ActionQueue(run_id={run_id!r}): a run id is a non-empty string."
             raise InvalidArgumentError(msg)
         if run_id is not None:
             check_text(run_id, "ActionQueue(run_id", longest=MAX_RUN_ID)
-        return DurableRun(journal, names or registry, recovery, run_id, fold=fold)
+        return DurableRun(journal, names or registry, recovery, run_id)
 
     def __repr__(self) -> str:
         name = f" {self._name!r}" if self._name else ""

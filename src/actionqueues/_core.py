@@ -13,6 +13,8 @@ module changes them (and ``_groups``, for parallel groups). Each rule has one ho
 * S5 and E3, a compensation that fails for good: ``_rollback_failed`` records it,
   and the rollback goes on; ``_rollback_outcome`` says what ``rollback()`` raises at
   its end (an interrupt held back, strict mode's ``RollbackError``).
+* D2 with one commit per step: ``_done_waits`` says whether a step's "executed"
+  (or "rolled back") record may go with the next write.
 * D10, a journal record that fails: ``_journal_failed`` says whether the run stops,
   goes on, or is left to recovery.
 * Interrupts during rollback (a KeyboardInterrupt, a cancellation, a listener's):
@@ -63,7 +65,7 @@ from ._errors import (
     LeaseLostError,
     RollbackError,
 )
-from ._events import RollbackFailed, StepRetrying
+from ._events import RollbackFailed, StepRetrying, StepRolledBack, StepSucceeded
 from ._lifecycle import ALLOWED, lifecycle_error
 from ._reporting import Reporting
 from ._retry import next_wait
@@ -252,6 +254,22 @@ class Core(Reporting):
             self._skipped[key] = skipped + wait
             return 0.0
         return float(wait)
+
+    def _done_waits(self, index: int, phase: Phase) -> bool:
+        """D2 (and D3) at one commit per step: whether step ``index``'s record of a
+        call that returned may wait for the next write, the next step's "executing"
+        record or the run's end, rather than be committed now.
+
+        It may when nothing of the user's runs before that write but the next
+        action's state being taken: a crash in between is then the crash before a
+        commit of its own, and the step's rollback sees the same state. A listener
+        of the step's end (``StepSucceeded``, ``StepRolledBack``) runs in between, and
+        so do the other members of a parallel group (a member that returned waits
+        for its siblings): then the record is committed first.
+        """
+        if self._groups and self._group_of(index) is not None:
+            return False
+        return not self._bus.wants(StepSucceeded if phase is _EXECUTE else StepRolledBack)
 
     def _journal_failed(
         self, record: int, index: int, error: BaseException

@@ -35,10 +35,9 @@ class DurableRun:
     the step created. Rollback likewise (D3), and the run's outcome (D4). The run
     itself is inserted with its first record.
 
-    With ``fold``, a step's "executed" (or "rolled back") record is committed with
-    the next write instead: one commit per step rather than two. A crash in between
-    then leaves the step "executing" with its state from before, so its rollback
-    must find what execute did by the idempotency key.
+    A step's "executed" (or "rolled back") record may wait for the next write
+    instead (:meth:`step_pending`): one commit per step rather than two, when the
+    core says nothing runs between the two (``Core._done_waits``).
 
     While the run is begun (or adopted) and unfinished, and this object lives, the
     journal's heartbeat renews the run's lease.
@@ -52,7 +51,6 @@ class DurableRun:
         "claim",
         "entered",
         "finished",
-        "fold",
         "journal",
         "mode",
         "names",
@@ -71,11 +69,8 @@ class DurableRun:
         registry: Registry,
         mode: str,
         run_id: str | None,
-        *,
-        fold: bool = False,
     ) -> None:
         self.journal = journal
-        self.fold = fold
         self.registry = registry
         self.mode = mode
         self.run_id = run_id or uuid.uuid4().hex
@@ -291,7 +286,7 @@ class DurableRun:
             )
 
     def step_done(self, index: int, status: str, state: str | None, attempts: int) -> None:
-        """Record that a step's call returned: committed now, or with the next write if folding.
+        """Commit that a step's call returned (D2, D3), with every pending record.
 
         Args:
             index: The step's position, from 0.
@@ -301,16 +296,18 @@ class DurableRun:
             attempts: The calls this phase took.
 
         Raises:
-            LeaseLostError: The run is no longer this process's (not folding).
-            JournalError: It could not be written (not folding); the record stays
-                pending, for the next write.
+            LeaseLostError: The run is no longer this process's.
+            JournalError: It could not be written; the record stays pending, for
+                the next write.
         """
-        change = StepChange(index, status, state, attempts)
-        if self.fold:
-            with self._guard:
-                self.pending.append(change)
-        else:
-            self._write(change)
+        self._write(StepChange(index, status, state, attempts))
+
+    def step_pending(self, index: int, status: str, state: str | None, attempts: int) -> None:
+        """Record that a step's call returned, with the next write (the next step's
+        record, or the run's end), which follows with nothing run in between: the
+        arguments are :meth:`step_done`'s."""
+        with self._guard:
+            self.pending.append(StepChange(index, status, state, attempts))
 
     def step_failed(
         self, index: int, status: str, state: str | None, attempts: int, error: str

@@ -38,10 +38,9 @@ class ActionQueue(SyncDriver):
             (the default) or ``"resume"`` (execute again from the step that was
             executing, which must therefore be idempotent).
         run_id: The run's id in the journal, unique in it; a random one if None.
-        one_commit_per_step: Commit a step's "executed" record with the next step's
-            "executing" one: half the commits, but after a crash between the two the
-            step's rollback sees its state from before execute, and must find what
-            execute did by its idempotency key.
+        one_commit_per_step: Deprecated, and without effect: a step's "executed"
+            record goes with the next step's "executing" one whenever nothing runs
+            between them (see the docs' "One commit per step"). Passing it warns.
         timeout: :class:`AsyncActionQueue`'s; ``ActionQueue`` cannot interrupt a
             call, and refuses anything but None.
 

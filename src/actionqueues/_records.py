@@ -70,10 +70,13 @@ class Records(Groups):
             except BaseException as exc:
                 yield from self._journal_error(DONE if execute else UNDONE_STATE, index, exc)
                 state = None
-            try:
-                yield WRITE, durable.step_done, (index, status, state, attempts)
-            except BaseException as exc:
-                yield from self._journal_error(DONE if execute else UNDONE, index, exc)
+            if self._done_waits(index, phase):
+                durable.step_pending(index, status, state, attempts)
+            else:
+                try:
+                    yield WRITE, durable.step_done, (index, status, state, attempts)
+                except BaseException as exc:
+                    yield from self._journal_error(DONE if execute else UNDONE, index, exc)
         self._announce_succeeded(index, phase)
 
     def _record_end(self, durable: DurableRun) -> Flow:

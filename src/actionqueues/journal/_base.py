@@ -2,8 +2,9 @@
 
 A backend (SQLite, PostgreSQL, memory) implements :class:`Journal`. Queues never
 talk to it directly: a run's ``DurableRun`` (in ``actionqueues._durable``) turns its
-step transitions into journal writes: two commits a step ("executing" before the
-call, "executed" after it), or one with ``one_commit_per_step``.
+step transitions into journal writes: a step's "executing" record before its call,
+and its "executed" record after it, in the same commit as the next step's record
+when nothing runs in between (one commit a step).
 """
 
 from __future__ import annotations
