@@ -1,6 +1,6 @@
 """Durable steps per second: this tree's SQLite journal vs the raw floor vs DBOS.
 
-usage: python bench/bench_durable.py [--rounds 5] [--runs 300] [--dbos-runs 100]
+usage: python bench/bench_durable.py [--rounds 5] [--runs 300] [--dbos-runs 100] [--no-dbos]
 
 Run with the interpreter of a venv where this tree is installed. DBOS Transact is
 installed on first use into ``bench/.venv-dbos`` (``pip install dbos`` and this
@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--dbos-runs", type=int, default=100)
+    parser.add_argument("--no-dbos", action="store_true", help="leave DBOS out")
     args = parser.parse_args()
     ours = Path(sys.executable)
     cases = [
@@ -69,8 +70,9 @@ def main() -> None:
         ("ours2", "full", ours, args.runs),
         ("ours8", "normal", ours, args.runs),
         ("ours8", "full", ours, args.runs),
-        ("dbos", "normal", dbos_python(), args.dbos_runs),
     ]
+    if not args.no_dbos:
+        cases.append(("dbos", "normal", dbos_python(), args.dbos_runs))
     results: dict[tuple[str, str], list[float]] = {(k, m): [] for k, m, _, _ in cases}
     for _ in range(args.rounds):
         random.shuffle(cases)
@@ -86,8 +88,9 @@ def main() -> None:
             f"(floor/ours {floor / seq:.2f}x per step)  ours, 2 commits {two:>7.0f} "
             f"({floor / two:.2f}x)  ours x8 {par:>7.0f} ({par / seq:.2f}x sequential)"
         )
-    dbos, seq = med["dbos", "normal"], med["ours", "normal"]
-    print(f"DBOS Transact on SQLite: {dbos:.0f} steps/s; ours (NORMAL) is {seq / dbos:.1f}x")
+    if not args.no_dbos:
+        dbos, seq = med["dbos", "normal"], med["ours", "normal"]
+        print(f"DBOS Transact on SQLite: {dbos:.0f} steps/s; ours (NORMAL) is {seq / dbos:.1f}x")
 
 
 if __name__ == "__main__":

@@ -508,6 +508,11 @@ def test_tampered_rows_are_shown_as_they_are(journal: Path) -> None:
         "WHERE run_id = (SELECT id FROM runs WHERE name = 'bad') AND idx = 0",
         "UPDATE steps SET state = X'ff00', updated = 1e999 "
         "WHERE run_id = (SELECT id FROM runs WHERE name = 'bad') AND idx = 1",
+        # The steps' statuses and states after they were added are their events'.
+        "UPDATE events SET state = 'not json {', attempts = NULL, at = 'now', idx = 'first' "
+        "WHERE id / 4294967296 = (SELECT num FROM runs WHERE name = 'bad') AND idx = 0",
+        "UPDATE events SET state = X'ff00', at = 1e999 "
+        "WHERE id / 4294967296 = (SELECT num FROM runs WHERE name = 'bad') AND idx = 1",
         "UPDATE runs SET lease_until = NULL, claims = 'x', updated = 1e300 WHERE name = 'bad'",
         "UPDATE runs SET status = 'weird', updated = 'yesterday', steps = NULL, "
         "name = '[/bold] [red' WHERE name = 'good'",
@@ -676,7 +681,7 @@ def test_show_counts_the_try_of_a_step_killed_mid_execute(tmp_path: Path) -> Non
     listed = cli("--journal", str(path), "runs", "--json").stdout
     [run] = [json.loads(line) for line in listed.splitlines()]
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
-        db.execute("UPDATE steps SET attempts = 0 WHERE status = 'executing'")
+        db.execute("UPDATE events SET attempts = 0 WHERE status = 'executing'")
     shown = cli("--journal", str(path), "show", run["id"])
     assert 0 == shown.returncode, shown.stderr
     assert ["2", "crash", "cli.crash", "executing", "1", "0"] == cells(shown.stdout, "2")[:6]

@@ -397,7 +397,11 @@ def test_unknown_names_and_corrupt_state_are_left_untouched(journal: Journal, sy
     first, second = (r.id for r in journal.runs())
     with contextlib.closing(sqlite3.connect(journal.path)) as db, db:
         db.execute("UPDATE steps SET action = 'gone' WHERE run_id = ?", (first,))
-        db.execute("UPDATE steps SET state = '{not json' WHERE run_id = ?", (second,))
+        db.execute(  # a step's state after it was added is its events'
+            "UPDATE events SET state = '{not json' "
+            "WHERE id / 4294967296 = (SELECT num FROM runs WHERE id = ?)",
+            (second,),
+        )
     before = {r: journal.load(r)[1] for r in (first, second)}  # type: ignore[index]
     time.sleep(0.4)
     results = {r.run_id: r for r in recover(journal, registry=registry)}
@@ -734,14 +738,12 @@ def test_recovery_keeps_earlier_rollback_failures_and_uses_policies(
         db,
     ):  # as if: c undone, b failed, then a crash
         db.execute("UPDATE runs SET status = 'rolling_back' WHERE id = ?", (run_id,))
-        db.execute(
-            "UPDATE steps SET status = 'rolled_back' WHERE run_id = ? AND idx = 2", (run_id,)
-        )
-        db.execute(
-            "UPDATE steps SET status = 'rollback_failed', rollback_error = 'x' "
-            "WHERE run_id = ? AND idx = 1",
-            (run_id,),
-        )
+        for idx, status, error in ((2, "rolled_back", None), (1, "rollback_failed", "x")):
+            db.execute(  # the step's events
+                "UPDATE events SET status = ?, error = ? "
+                "WHERE id / 4294967296 = (SELECT num FROM runs WHERE id = ?) AND idx = ?",
+                (status, error, run_id, idx),
+            )
     del q
     time.sleep(0.4)
     policy = actionqueues.RetryPolicy(on=TimeoutError, attempts=2, wait_initial=0, wait_jitter=0)
@@ -904,7 +906,51 @@ def test_a_version_1_journal_is_migrated_and_keeps_its_runs(tmp_path: Path) -> N
     assert [("executed", None)] == [(s.status, s.group) for s in loaded[1]]
     journal.close()
     with contextlib.closing(sqlite3.connect(path)) as db, db:
-        assert (2,) == db.execute("PRAGMA user_version").fetchone()
+        assert (3,) == db.execute("PRAGMA user_version").fetchone()
+
+
+def test_a_version_2_journal_is_migrated_and_its_runs_recovered(tmp_path: Path, sysdb: str) -> None:
+    """Schema 3 appends step events: a journal of schema 2 holding an interrupted run
+    opens, migrated (its rows kept as they are, its runs numbered), and the run is
+    recovered, its new records appended as events over its old rows; an older
+    actionqueues is then refused by the version, not misled."""
+    from actionqueues.journal import _schema
+
+    path = tmp_path / "v2.db"
+    state = json.dumps({"path": sysdb, "value": "a", "fail": False, "key": None})
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        for version in (1, 2):
+            for statement in _schema.SQLITE_MIGRATIONS[version]:
+                db.execute(statement)
+        for run_id in ("done", "old"):
+            status = "completed" if run_id == "done" else "running"
+            db.execute(
+                "INSERT INTO runs VALUES (?, 'q', ?, 'rollback', 'gone', 0, 1, 1, 1, NULL, 2)",
+                (run_id, status),
+            )
+            for idx, step in enumerate(
+                ("executed", "executing" if run_id == "old" else "executed")
+            ):
+                db.execute(
+                    "INSERT INTO steps VALUES (?, ?, 'test.write', 's', ?, ?, 1, 0, NULL, NULL, 1, "
+                    "NULL)",
+                    (run_id, idx, state, step),
+                )
+        db.execute("PRAGMA user_version = 2")
+    with SQLiteJournal(path, lease=0.3) as journal:
+        [result] = recover(journal, registry=registry)
+        assert ("old", "rolled_back") == (result.run_id, result.outcome)
+        loaded = journal.load("old")
+        assert loaded is not None
+        assert ["rolled_back", "rolled_back"] == [s.status for s in loaded[1]]
+        assert [1, 1] == [s.rollback_attempts for s in loaded[1]]
+        done = journal.load("done")
+        assert done is not None
+        assert ["executed", "executed"] == [s.status for s in done[1]]
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        assert (3,) == db.execute("PRAGMA user_version").fetchone()
+        assert [(1,), (2,)] == db.execute("SELECT num FROM runs ORDER BY num").fetchall()
+        assert 4 == db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
 
 
 @given(

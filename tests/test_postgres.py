@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -763,7 +764,49 @@ def test_a_version_1_schema_is_migrated_and_keeps_its_runs(pg_url: str, pg_schem
     assert ["old"] == [r.id for r in journal.runs()]
     journal.close()
     with psycopg.connect(pg_url) as conn:
-        assert (2,) == conn.execute(f"SELECT version FROM {pg_schema}.version").fetchone()  # noqa: S608
+        version = conn.execute(f"SELECT version FROM {pg_schema}.version").fetchone()  # noqa: S608
+        assert (_schema.SCHEMA_VERSION,) == version
+
+
+def test_a_version_2_schema_is_migrated_and_its_runs_recovered(
+    pg_url: str, pg_schema: str, tmp_path: Path
+) -> None:
+    """Schema 3 appends step events: an interrupted run written by schema 2 is
+    recovered after the migration, its new records appended over its old rows."""
+    from durable_actions import registry
+
+    from actionqueues.journal import _schema
+
+    state = json.dumps({"path": str(tmp_path / "s.db"), "value": "a", "fail": False, "key": None})
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {pg_schema}")
+        conn.execute(f"CREATE TABLE {pg_schema}.version (version integer)")
+        conn.execute(f"INSERT INTO {pg_schema}.version VALUES (2)")  # noqa: S608
+        for version in (1, 2):
+            for statement in _schema.POSTGRES_MIGRATIONS[version]:
+                conn.execute(statement.replace("{s}", pg_schema))
+        conn.execute(
+            f"INSERT INTO {pg_schema}.runs VALUES ('old', 'q', 'running', 'rollback', "  # noqa: S608
+            "'gone', 0, 1, 1, 1, NULL, 2)"
+        )
+        for idx, status in enumerate(("executed", "executing")):
+            conn.execute(
+                f"INSERT INTO {pg_schema}.steps VALUES ('old', %s, 'test.write', 's', %s, %s, "  # noqa: S608
+                "1, 0, NULL, NULL, 1, NULL)",
+                (idx, state, status),
+            )
+    journal = PostgresJournal(pg_url, schema=pg_schema, lease=0.3)
+    try:
+        [result] = actionqueues.recover(journal, registry=registry)
+        assert "rolled_back" == result.outcome
+        loaded = journal.load("old")
+        assert loaded is not None
+        assert [("rolled_back", 1)] * 2 == [(s.status, s.rollback_attempts) for s in loaded[1]]
+    finally:
+        journal.close()
+    with psycopg.connect(pg_url) as conn:
+        events = conn.execute(f"SELECT count(*) FROM {pg_schema}.events").fetchone()  # noqa: S608
+        assert (4,) == events
 
 
 def _postgres_schema_version() -> int:

@@ -293,10 +293,17 @@ def test_a_skipped_run_keeps_its_place_and_claims(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("damage", "problem"),
     [
-        ("UPDATE steps SET idx = 5 WHERE idx = 1", "indexes [0, 2, 5]"),
-        ("UPDATE steps SET idx = -1 WHERE idx = 0", "indexes [-1, 1, 2]"),
-        ("DELETE FROM steps WHERE idx = 2", "indexes [0, 1]"),
-        ("UPDATE steps SET status = 'half' WHERE idx = 0", "unknown status 'half'"),
+        (
+            "UPDATE steps SET idx = 5 WHERE idx = 1; UPDATE events SET idx = 5 WHERE idx = 1",
+            "indexes [0, 2, 5]",
+        ),
+        (
+            "UPDATE steps SET idx = -1 WHERE idx = 0; UPDATE events SET idx = -1 WHERE idx = 0",
+            "indexes [-1, 1, 2]",
+        ),
+        ("DELETE FROM steps WHERE idx = 2; DELETE FROM events WHERE idx = 2", "indexes [0, 1]"),
+        ("DELETE FROM steps WHERE idx = 2", "step 3 has events but no step row"),
+        ("UPDATE events SET status = 'half' WHERE idx = 0", "unknown status 'half'"),
         ("UPDATE steps SET grp = 7 WHERE idx = 1", "parallel group 7"),
         ("UPDATE runs SET mode = 'sideways'", "mode 'sideways'"),
     ],
@@ -307,8 +314,8 @@ def test_damaged_step_rows_are_skipped_with_the_reason(
     """D8: rows edited or damaged by hand are checked on load: the run is skipped,
     saying what is wrong, and nothing is rolled back or recorded."""
     path = crashed_in_c(tmp_path, sysdb)
-    with contextlib.closing(sqlite3.connect(path)) as db, db:
-        db.execute(damage)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(damage)
     with SQLiteJournal(path) as journal:
         [result] = recover(journal, registry=registry)
         assert "skipped" == result.outcome

@@ -189,7 +189,11 @@ class DurableRun:
         what already happened stay pending for the next write; a record of a call
         about to be made (``keep=False``) is dropped, since the call will not be."""
         with self._guard:
-            batch = [*self.pending, change] if change is not None else list(self.pending)
+            pending = bool(self.pending)
+            if pending:
+                batch = [*self.pending, change] if change is not None else list(self.pending)
+            else:
+                batch = [change] if change is not None else []
             new = self.new
         if new is not None and self.finished:
             return  # given up before it was ever recorded: there is nothing to record
@@ -200,11 +204,13 @@ class DurableRun:
                 with self._guard:
                     self.pending.append(change)
             raise
-        with self._guard:  # what was written; what was added meanwhile stays
-            written = {id(c) for c in batch}
-            self.pending = [c for c in self.pending if id(c) not in written]
-            if new is not None and self.new is new:
-                self.new = None
+        if pending or new is not None:
+            with self._guard:  # what was written; what was added meanwhile stays
+                if pending:
+                    written = {id(c) for c in batch}
+                    self.pending = [c for c in self.pending if id(c) not in written]
+                if new is not None and self.new is new:
+                    self.new = None
         if status is not None:
             self.status = status
             self.finished = status in FINISHED  # rollback() after completion: leased again

@@ -241,6 +241,8 @@ def check_rows(row: RunRow, steps: list[StepRow]) -> str | None:
             f"{row.steps - 1} were recorded"
         )
     for s in steps:
+        if s.action == "":  # made by ``with_events`` of an event alone
+            return f"step {s.index + 1} has events but no step row: its step rows are damaged"
         if s.status not in STEP_STATUSES:
             return f"step {s.index + 1} has the unknown status {s.status!r}"
         if not isinstance(s.state, str):

@@ -28,6 +28,7 @@ from .._status import (
     INTERRUPTED,
     LISTABLE,
     PRUNABLE,
+    ROLLBACK_STATUSES,
 )
 
 if TYPE_CHECKING:
@@ -228,6 +229,30 @@ class StepChange(NamedTuple):
     error: str | None = None
 
 
+def with_events(
+    run_id: str, steps: Sequence[Sequence[object]], events: Iterable[Sequence[object]]
+) -> list[StepRow]:
+    """The steps of run ``run_id`` as their rows (``steps``, as ``STEP_COLUMNS``
+    reads them) and then their events, in order (``EVENT_COLUMNS``), leave them:
+    each event sets its step's status and time, and the state, attempts and error
+    it holds (those of its phase). An event of a step the run does not have (a
+    damaged journal) makes a step of its own, which recovery refuses (D8)."""
+    rows = {row[1]: list(row) for row in steps}
+    for idx, status, state, attempts, error, at in events:
+        row = rows.get(idx)
+        if row is None:
+            row = rows[idx] = [run_id, idx, "", "", "null", status, 0, 0, None, None, at, None]
+        row[5], row[10] = status, at
+        if state is not None:
+            row[4] = state
+        phase = 7 if status in ROLLBACK_STATUSES else 6
+        if attempts is not None:
+            row[phase] = attempts
+        if error is not None:
+            row[phase + 2] = error
+    return [StepRow(*row) for row in rows.values()]  # type: ignore[arg-type]
+
+
 def lease_lost(run_id: str, owner: str) -> LeaseLostError:
     """The error of a write refused because the run is no longer ``owner``'s."""
     return LeaseLostError(
@@ -255,9 +280,9 @@ def run_filters(
     if name is not None:
         where.append(f"name = {mark}")
         params.append(name)
-    if before is not None:
-        where.append(f"updated < {mark}")
-        params.append(before)
+    if before is not None:  # created first: the runs_created index finds them
+        where.append(f"created < {mark} AND updated < {mark}")
+        params += (before, before)
     return " AND ".join(where), params
 
 

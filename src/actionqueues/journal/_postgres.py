@@ -41,7 +41,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
 from .._errors import JournalError, LeaseLostError
-from .._status import ROLLBACK_STATUSES, UNFINISHED
+from .._status import UNFINISHED
 from ._base import (
     Journal,
     NewRun,
@@ -55,9 +55,12 @@ from ._base import (
     lease_lost,
     run_filters,
     run_taken,
+    with_events,
 )
 from ._redact import Redact, redact, scrub
 from ._schema import (
+    EVENT_COLUMNS,
+    EVENT_SPAN,
     INDEXES,
     POSTGRES_MIGRATIONS,
     PRUNE_BATCH,
@@ -68,6 +71,7 @@ from ._schema import (
     STEP_COLUMNS,
     STEP_COLUMNS_1,
     UNFINISHED_SQL,
+    events_of,
 )
 
 if TYPE_CHECKING:
@@ -112,23 +116,16 @@ def _busy(exc: BaseException) -> bool:
     )
 
 
-def merged(changes: Sequence[StepChange]) -> list[tuple[object, ...]]:
-    """One update per step, as applying ``changes`` in order would leave it (one
-    statement may not update a row twice): the last status; each column's last
-    value that is not None, the attempts and error of the phase each change is in.
-    Each is (status, state, attempts, error, rollback attempts, rollback error, index)."""
-    rows: dict[int, list[object]] = {}
-    for c in changes:
-        row = rows.setdefault(c.index, [None] * 6 + [c.index])
-        row[0] = c.status
-        if c.state is not None:
-            row[1] = c.state
-        at = 4 if c.status in ROLLBACK_STATUSES else 2
-        if c.attempts is not None:
-            row[at] = c.attempts
-        if c.error is not None:
-            row[at + 1] = c.error
-    return [tuple(row) for row in rows.values()]
+#: The events of a write: appended under the run's number (``o``, the fenced run),
+#: numbered on from its last event, at the server's time.
+_EVENTS: Final = (
+    f"e AS (INSERT INTO {{s}}.events (id, {EVENT_COLUMNS}) "
+    "SELECT COALESCE((SELECT max(x.id) FROM {s}.events x WHERE x.id "
+    f"{events_of('o.num')}), o.num * {EVENT_SPAN}) "
+    f"+ v.k, v.idx, v.status, v.state, v.attempts, v.error, {_NOW} FROM o, "
+    "unnest(%s::integer[], %s::text[], %s::text[], %s::integer[], %s::text[]) "
+    "WITH ORDINALITY AS v(idx, status, state, attempts, error, k))"
+)
 
 
 def _check(conn: psycopg.Connection[Any]) -> None:
@@ -241,6 +238,7 @@ class PostgresJournal(Journal):
         self._secret: str | None = None
         self._timeout = float(connect_timeout)
         self._step_columns = STEP_COLUMNS
+        self._version = SCHEMA_VERSION
         # First writes whose commit's outcome is not known (its reply was lost), by run
         # id and the NewRun, kept with it: the transaction id to look up.
         self._unsure: dict[tuple[str, int], tuple[NewRun, str]] = {}
@@ -438,6 +436,10 @@ class PostgresJournal(Journal):
         if found is not None and found[0]:
             cur.execute(self._sql("SELECT max(version) FROM {s}.version"))
             row = cur.fetchone()
+        if row is not None and row[0] is not None and int(row[0]) >= 3:
+            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (f'"{self.schema}".events',))
+            found = cur.fetchone()
+            row = row if found is not None and found[0] else None
         if row is None or row[0] is None:
             msg = (
                 f"The journal {self.url}: no journal in schema {self.schema} (the schema "
@@ -447,6 +449,7 @@ class PostgresJournal(Journal):
             raise JournalError(msg)
         version = int(row[0])
         self._check_version(version)
+        self._version = version  # read as it is: migrated only when opened to write
         if version < 2:
             self._step_columns = STEP_COLUMNS_1
 
@@ -493,10 +496,12 @@ class PostgresJournal(Journal):
         # One statement (one round trip, atomic on its own) for the usual write. Its
         # every part is gated on the run being ours, through a row lock (FOR SHARE)
         # that a claim (FOR UPDATE) cannot take meanwhile: a writer that lost the
-        # run writes nothing at all.
+        # run writes nothing at all. The steps' transitions are appended as events
+        # (schema 3, see ``_schema.EVENT_SPAN``), after the run's last one.
         params: list[object] = [run_id, self.owner, claim]
         parts = [
-            "o AS (SELECT id FROM {s}.runs WHERE id = %s AND owner = %s AND claims = %s FOR SHARE)"
+            "o AS (SELECT id, num FROM {s}.runs "
+            "WHERE id = %s AND owner = %s AND claims = %s FOR SHARE)"
         ]
         if status is not None:
             parts.append(
@@ -504,15 +509,15 @@ class PostgresJournal(Journal):
                 "status = %s, error = COALESCE(%s, error) WHERE id IN (SELECT id FROM o))"
             )
             params += (self.lease, status, error)
-        for k, c in enumerate(merged(changes)):
-            parts.append(
-                f"s{k} AS (UPDATE {{s}}.steps SET status = %s, state = COALESCE(%s, state), "
-                "attempts = COALESCE(%s, attempts), error = COALESCE(%s, error), "
-                "rollback_attempts = COALESCE(%s, rollback_attempts), "
-                f"rollback_error = COALESCE(%s, rollback_error), updated = {_NOW} "
-                "WHERE run_id IN (SELECT id FROM o) AND idx = %s)"
+        if changes:
+            parts.append(_EVENTS)
+            params += (
+                [c.index for c in changes],
+                [c.status for c in changes],
+                [c.state for c in changes],
+                [c.attempts for c in changes],
+                [c.error for c in changes],
             )
-            params += c
         statement = self._sql("WITH " + ", ".join(parts) + " SELECT count(*) FROM o")
 
         def write(cur: psycopg.Cursor[Any]) -> None:
@@ -579,8 +584,9 @@ class PostgresJournal(Journal):
         try:
             cur.execute(
                 self._sql(
-                    f"WITH r AS (INSERT INTO {{s}}.runs ({RUN_COLUMNS}) SELECT %s, %s, "
-                    f"'running', %s, %s, n + %s, 0, n, n, NULL, %s FROM (SELECT {_NOW} AS n) t), "
+                    f"WITH r AS (INSERT INTO {{s}}.runs ({RUN_COLUMNS}, num) SELECT %s, %s, "
+                    f"'running', %s, %s, n + %s, 0, n, n, NULL, %s, nextval('{{s}}.run_numbers') "
+                    f"FROM (SELECT {_NOW} AS n) t), "
                     f"s AS (INSERT INTO {{s}}.steps ({STEP_COLUMNS}) "
                     f"SELECT %s, i - 1, a, nm, st, 'pending', 0, 0, NULL, NULL, {_NOW}, g FROM "
                     "unnest(%s::text[], %s::text[], %s::text[], %s::integer[]) "
@@ -685,14 +691,18 @@ class PostgresJournal(Journal):
         deleted = 0
         while True:  # in batches: another writer never waits long behind it
             with self._transaction() as cur:
-                cur.execute(
+                cur.execute(  # the steps go with their run (ON DELETE CASCADE)
                     self._sql(
-                        "DELETE FROM {s}.runs WHERE id IN (SELECT id FROM {s}.runs "
-                        "WHERE status = ANY(%s) AND updated < %s LIMIT %s)"
+                        "WITH d AS (DELETE FROM {s}.runs WHERE id IN (SELECT id FROM {s}.runs "
+                        "WHERE created < %s AND status = ANY(%s) AND updated < %s LIMIT %s) "
+                        "RETURNING num), e AS (DELETE FROM {s}.events x USING d WHERE x.id "
+                        f"{events_of('d.num')}) "
+                        "SELECT count(*) FROM d"
                     ),
-                    (list(chosen), until, PRUNE_BATCH),
+                    (until, list(chosen), until, PRUNE_BATCH),
                 )
-                count = cur.rowcount
+                found = cur.fetchone()
+                count = 0 if found is None else int(found[0])
             deleted += count
             if count < PRUNE_BATCH:
                 return deleted
@@ -700,8 +710,16 @@ class PostgresJournal(Journal):
     # -- reads ----------------------------------------------------------------------
 
     def load(self, run_id: str) -> tuple[RunRow, list[StepRow]] | None:
-        with self._transaction("cannot be read") as cur:
-            cur.execute(self._sql(f"SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE id = %s"), (run_id,))
+        numbered = self._version >= 3  # an older journal, read as it is: no events
+        with self._transaction("cannot be read") as cur:  # one snapshot (REPEATABLE READ)
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cur.execute(
+                self._sql(
+                    f"SELECT {RUN_COLUMNS}{', num' if numbered else ''} FROM {{s}}.runs "
+                    "WHERE id = %s"
+                ),
+                (run_id,),
+            )
             run = cur.fetchone()
             if run is None:
                 return None
@@ -712,7 +730,18 @@ class PostgresJournal(Journal):
                 (run_id,),
             )
             steps = cur.fetchall()
-        return RunRow(*run), [StepRow(*s) for s in steps]
+            events: list[tuple[Any, ...]] = []
+            if numbered and run[-1] is not None:
+                first = int(run[-1]) * EVENT_SPAN
+                cur.execute(
+                    self._sql(
+                        f"SELECT {EVENT_COLUMNS} FROM {{s}}.events "
+                        "WHERE id BETWEEN %s AND %s ORDER BY id"
+                    ),
+                    (first, first + EVENT_SPAN - 1),
+                )
+                events = cur.fetchall()
+        return RunRow(*run[: len(RunRow._fields)]), with_events(run_id, steps, events)
 
     def runs(
         self,

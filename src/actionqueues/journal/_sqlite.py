@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Final, Literal
 
 from .._errors import JournalError
-from .._status import ROLLBACK_STATUSES
 from ._base import (
     MAX_LEASE,
     Journal,
@@ -33,8 +32,11 @@ from ._base import (
     lease_lost,
     run_filters,
     run_taken,
+    with_events,
 )
 from ._schema import (
+    EVENT_COLUMNS,
+    EVENT_SPAN,
     INDEXES,
     PRUNE_BATCH,
     PRUNE_PAUSE,
@@ -45,20 +47,35 @@ from ._schema import (
     STEP_COLUMNS,
     STEP_COLUMNS_1,
     UNFINISHED_SQL,
+    events_of,
 )
 
-_OURS: Final = "EXISTS (SELECT 1 FROM runs WHERE id = ? AND owner = ? AND claims = ?)"
-_EXECUTE_UPDATE: Final = (
-    "UPDATE steps SET status = ?, state = COALESCE(?, state), "
-    "attempts = COALESCE(?, attempts), error = COALESCE(?, error), updated = ? "
-    f"WHERE run_id = ? AND idx = ? AND {_OURS}"
+#: Schema 3's write of a step's transitions: their events, appended under the run's
+#: number after its last event (``_schema.EVENT_SPAN``), while the run is ours (the
+#: join with its row is the fence): one statement, atomic on its own, that writes
+#: nothing for a writer that lost the run. ``{rows}``: a ``(k, ?, ?, ?, ?, ?, ?)``
+#: per event, k counting from 1; then the run's id, owner and claim.
+_EVENTS: Final = (
+    f"INSERT INTO events (id, {EVENT_COLUMNS}) "
+    f"SELECT COALESCE((SELECT MAX(e.id) FROM events e WHERE e.id {events_of('r.num')}), "
+    f"r.num * {EVENT_SPAN}) + v.column1, v.column2, v.column3, v.column4, v.column5, "
+    "v.column6, v.column7 FROM runs r JOIN (VALUES {rows}) v "
+    "WHERE r.id = ? AND r.owner = ? AND r.claims = ?"
 )
-_ROLLBACK_UPDATE: Final = (
-    "UPDATE steps SET status = ?, state = COALESCE(?, state), "
-    "rollback_attempts = COALESCE(?, rollback_attempts), "
-    "rollback_error = COALESCE(?, rollback_error), updated = ? "
-    f"WHERE run_id = ? AND idx = ? AND {_OURS}"
-)
+_EVENTS_BY_COUNT: dict[int, str] = {}
+#: The most events one statement appends (7 parameters each: SQLite before 3.32
+#: allows 999 in all).
+_CHUNK: Final = 100
+
+
+def _events_sql(count: int) -> str:
+    """The statement appending ``count`` events (made once per count)."""
+    sql = _EVENTS_BY_COUNT.get(count)
+    if sql is None:
+        rows = ", ".join(f"({k + 1}, ?, ?, ?, ?, ?, ?)" for k in range(count))
+        sql = _EVENTS_BY_COUNT[count] = _EVENTS.replace("{rows}", rows)
+    return sql
+
 
 # The longest a group commit's leader waits for its siblings (seconds): measured in
 # bench/RESULTS.md (8 threads at "power": 1.8x the sequential rate without it, 2.2x
@@ -211,7 +228,8 @@ class SQLiteJournal(Journal):
             str(row[0]) for row in self._read("SELECT name FROM sqlite_master WHERE type = 'table'")
         }
         version = int(self._read("PRAGMA user_version")[0][0])  # type: ignore[call-overload]
-        if version < 1 or not {"runs", "steps"} <= tables:
+        needed = {"runs", "steps", "events"} if version >= 3 else {"runs", "steps"}
+        if version < 1 or not needed <= tables:
             msg = f"{self.path} is not an actionqueues journal"
             raise JournalError(msg)
         self._check_version(version)
@@ -312,10 +330,11 @@ class SQLiteJournal(Journal):
 
     def _insert(self, db: sqlite3.Connection, run_id: str, new: NewRun, now: float) -> None:
         name, mode, steps, groups = new
-        try:
+        try:  # the run's number: the highest yet, plus one (its events go last)
             db.execute(
-                f"INSERT INTO runs ({RUN_COLUMNS}) "
-                "VALUES (?, ?, 'running', ?, ?, ?, 0, ?, ?, NULL, ?)",
+                f"INSERT INTO runs ({RUN_COLUMNS}, num) "
+                "VALUES (?, ?, 'running', ?, ?, ?, 0, ?, ?, NULL, ?, "
+                "(SELECT COALESCE(MAX(num), 0) + 1 FROM runs))",
                 (run_id, name, mode, self.owner, now + self.lease, now, now, len(steps)),
             )
         except sqlite3.IntegrityError:
@@ -338,8 +357,13 @@ class SQLiteJournal(Journal):
         error: str | None = None,
         new: NewRun | None = None,
     ) -> None:
-        with self._using():
+        # As ``_using()`` does, without a context manager: the path of every step.
+        self._check_writable()
+        self._enter()
+        try:
             self._record(_Write((run_id, claim, changes, status, error, new)))
+        finally:
+            self._exit()
 
     def _record(self, write: _Write) -> None:
         if not self._grouped:  # each writer commits its own write, SQLite serialising them
@@ -423,6 +447,18 @@ class SQLiteJournal(Journal):
         db = self._db()
         now = time.time()
         alone = len(batch) == 1  # no savepoint needed to keep others' writes
+        if alone:
+            run_id, claim, changes, status, _, new = batch[0].args
+            if new is None and status is None and 0 < len(changes) <= _CHUNK:
+                # The usual write, a step's events alone: one statement, atomic on
+                # its own, with no transaction around it (as the floor's INSERT).
+                try:
+                    self._append(db, now, run_id, claim, changes)
+                except JournalError as exc:
+                    batch[0].error = exc
+                except sqlite3.Error as exc:
+                    batch[0].error = self._failed(exc)
+                return
         try:
             self._write_batch(db, now, batch, alone=alone)
         except BaseException:  # an interrupt mid-transaction must not keep the lock
@@ -479,26 +515,42 @@ class SQLiteJournal(Journal):
         # carries the check. The runs row (and its indexes) is rewritten only when
         # its status changes; the lease is the heartbeat's business.
         owned = True
-        ours = (run_id, self.owner, claim)
         if status is not None:
             owned = (
                 1
                 == db.execute(
                     "UPDATE runs SET updated = ?, lease_until = ?, status = ?, "
                     "error = COALESCE(?, error) WHERE id = ? AND owner = ? AND claims = ?",
-                    (now, now + self.lease, status, error, *ours),
+                    (now, now + self.lease, status, error, run_id, self.owner, claim),
                 ).rowcount
             )
-        for c in changes:
-            sql = _ROLLBACK_UPDATE if c.status in ROLLBACK_STATUSES else _EXECUTE_UPDATE
-            owned = (
-                owned
-                and 1
-                == db.execute(
-                    sql, (c.status, c.state, c.attempts, c.error, now, run_id, c.index, *ours)
-                ).rowcount
+        if owned and changes:
+            for start in range(0, len(changes), _CHUNK):
+                self._append(db, now, run_id, claim, changes[start : start + _CHUNK])
+        elif owned and status is None:  # nothing to write: the fence alone
+            owned = bool(
+                db.execute(
+                    "SELECT 1 FROM runs WHERE id = ? AND owner = ? AND claims = ?",
+                    (run_id, self.owner, claim),
+                ).fetchone()
             )
         if not owned:
+            raise lease_lost(run_id, self.owner)
+
+    def _append(
+        self,
+        db: sqlite3.Connection,
+        now: float,
+        run_id: str,
+        claim: int,
+        changes: Sequence[StepChange],
+    ) -> None:
+        """Append ``changes`` as the run's next events, fenced (see ``_EVENTS``)."""
+        params: list[object] = []
+        for c in changes:
+            params += (c.index, c.status, c.state, c.attempts, c.error, now)
+        params += (run_id, self.owner, claim)
+        if db.execute(_events_sql(len(changes)), params).rowcount != len(changes):
             raise lease_lost(run_id, self.owner)
 
     def renew(self, run_ids: Iterable[str]) -> None:
@@ -550,14 +602,15 @@ class SQLiteJournal(Journal):
         deleted = 0
         while True:  # in batches: another writer never waits long for the lock
             with self._transaction() as db:
-                ids = [
-                    (r[0],)
-                    for r in db.execute(
-                        f"SELECT id FROM runs WHERE status IN ({marks}) AND updated < ? LIMIT ?",
-                        (*chosen, when, PRUNE_BATCH),
-                    )
-                ]
+                found = db.execute(  # a run is created before it is last updated
+                    f"SELECT id, num FROM runs INDEXED BY runs_created WHERE created < ? "
+                    f"AND status IN ({marks}) AND updated < ? LIMIT ?",
+                    (when, *chosen, when, PRUNE_BATCH),
+                ).fetchall()
+                ids = [(run_id,) for run_id, _ in found]
                 db.executemany("DELETE FROM steps WHERE run_id = ?", ids)
+                gone = [(num,) for _, num in found]
+                db.executemany(f"DELETE FROM events WHERE id {events_of('?1')}", gone)
                 db.executemany("DELETE FROM runs WHERE id = ?", ids)
             deleted += len(ids)
             if len(ids) < PRUNE_BATCH:
@@ -567,12 +620,40 @@ class SQLiteJournal(Journal):
     # -- reads ----------------------------------------------------------------------
 
     def load(self, run_id: str) -> tuple[RunRow, list[StepRow]] | None:
-        runs = self._read(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
-        if not runs:
+        # One read transaction, so that the run, its steps and its events agree.
+        with self._using(write=False):
+            db = self._db()
+            try:
+                db.execute("BEGIN")
+                try:
+                    return self._load(db, run_id)
+                finally:
+                    db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                msg = f"The journal {self.path} cannot be read: {exc}."
+                raise JournalError(msg) from exc
+
+    def _load(self, db: sqlite3.Connection, run_id: str) -> tuple[RunRow, list[StepRow]] | None:
+        numbered = self._version >= 3  # an older journal, read as it is: no events
+        run = db.execute(
+            f"SELECT {RUN_COLUMNS}{', num' if numbered else ''} FROM runs WHERE id = ?",
+            (run_id,),
+        ).fetchone()
+        if run is None:
             return None
         columns = STEP_COLUMNS if self._version >= 2 else STEP_COLUMNS_1
-        steps = self._read(f"SELECT {columns} FROM steps WHERE run_id = ? ORDER BY idx", (run_id,))
-        return RunRow(*runs[0]), [StepRow(*s) for s in steps]  # type: ignore[arg-type]
+        steps = db.execute(
+            f"SELECT {columns} FROM steps WHERE run_id = ? ORDER BY idx", (run_id,)
+        ).fetchall()
+        events: list[tuple[object, ...]] = []
+        if numbered and isinstance(run[-1], int):
+            first = run[-1] * EVENT_SPAN
+            events = db.execute(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE id BETWEEN ? AND ? ORDER BY id",
+                (first, first + EVENT_SPAN - 1),
+            ).fetchall()
+        row = RunRow(*run[: len(RunRow._fields)])
+        return row, with_events(run_id, steps, events)
 
     def runs(
         self,
