@@ -34,9 +34,19 @@ def fill(path: Path, n: int) -> None:
     with db:
         db.executemany(
             "INSERT INTO runs (id, name, status, mode, owner, lease_until, claims, created,"
-            " updated, error, steps) VALUES (?, 'q', 'completed', 'rollback', NULL, 0, 1, ?, ?,"
-            " NULL, 10)",
-            ((f"{i:032x}", now + i * 1e-3, now + i * 1e-3) for i in range(n)),
+            " updated, error, steps, num) VALUES (?, 'q', 'completed', 'rollback', NULL, 0, 1,"
+            " ?, ?, NULL, 10, ?)",
+            ((f"{i:032x}", now + i * 1e-3, now + i * 1e-3, i + 2) for i in range(n)),
+        )
+        db.executemany(  # each step's two events, executing and executed (schema 3)
+            "INSERT INTO events (id, idx, status, state, attempts, error, at) VALUES"
+            " (?, ?, ?, '{}', 1, NULL, ?)",
+            (
+                ((i + 2) * 2**32 + 2 * k + e, k, ("executing", "executed")[e - 1], now)
+                for i in range(n)
+                for k in range(10)
+                for e in (1, 2)
+            ),
         )
         db.executemany(
             "INSERT INTO steps (run_id, idx, action, name, state, status, attempts,"
