@@ -886,3 +886,45 @@ def test_runs_are_listed_through_an_index_not_a_sort(tmp_path: Path) -> None:
         )
     assert "runs_created" in plan
     assert "TEMP B-TREE" not in plan
+
+
+# Ids an operator shortens: ASCII, case, a prefix of another, code points past the
+# BMP, the last code point, and one just below the surrogates (whose successor skips
+# them).
+IDS = [
+    "a",
+    "ab",
+    "abc",
+    "abd",
+    "aB",
+    "b",
+    "order-10",
+    "order-100",
+    "order-1000",
+    "order-2",
+    "é1",
+    "é2",
+    "\U0001f600x",
+    "\U0001f600y",
+    "z\U0010ffff",
+    "z\U0010ffffa",
+    "\ud7ffq",
+    "\ue000q",
+]
+
+
+def test_find_ids_looks_prefixes_up_as_startswith_would(journal: Journal) -> None:
+    """find_ids(prefix) returns the ids starting with the prefix, in code point
+    order, at most ``limit``, on every backend (PostgreSQL whatever its collation)."""
+    new = NewRun("q", "rollback", [("a", "s", "{}")])
+    for run_id in IDS:
+        journal.record(run_id, 0, [StepChange(0, "executing", "{}", 1)], new=new)
+    prefixes = {"", "a", "ab", "abc", "aB", "order-1", "order-10", "é", "\U0001f600", "z"}
+    prefixes |= {"z\U0010ffff", "\ud7ff", "x", "order-3", "A"}
+    for prefix in sorted(prefixes):
+        every = sorted(i for i in IDS if i.startswith(prefix))
+        assert every == journal.find_ids(prefix, limit=100), prefix
+        assert every[:2] == journal.find_ids(prefix), prefix
+    for bad, limit in (("a", 0), ("a", True), ("a", 1.5), (None, 2), (b"a", 2)):
+        with pytest.raises(JournalError, match="find_ids"):
+            journal.find_ids(bad, limit=limit)  # type: ignore[arg-type]

@@ -1158,3 +1158,33 @@ def test_a_dropped_journal_closes_its_pool(pg_url: str, pg_schema: str) -> None:
     )
     assert ("", 0) == (done.stderr, done.returncode)
     assert ["0", "0"] == done.stdout.split()
+
+
+def test_find_ids_ignores_a_locale_collation(pg_url: str, pg_schema: str) -> None:
+    """A run id column in a locale's collation (ICU en-US: case and punctuation
+    weigh little) does not keep a prefix's ids together; find_ids goes by code point
+    all the same, through its own index."""
+    journal = PostgresJournal(pg_url, schema=pg_schema)
+    try:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(
+                f'ALTER TABLE {pg_schema}.runs ALTER COLUMN id TYPE text COLLATE "en-US-x-icu"'
+            )
+        ids = ["a-b", "ab", "aB", "a.c", "a-c", "A-b", "b"]
+        new = NewRun("q", "rollback", [("a", "s", "{}")])
+        for run_id in ids:
+            journal.record(run_id, 0, [StepChange(0, "executing", "{}", 1)], new=new)
+        for prefix in ("a-", "a", "aB", "A", "a.", "ab", ""):
+            assert sorted(i for i in ids if i.startswith(prefix)) == journal.find_ids(
+                prefix, limit=10
+            ), prefix
+        with psycopg.connect(pg_url) as conn:
+            conn.execute("SET enable_seqscan = off")  # a table this small is read whole
+            plan = conn.execute(
+                f'EXPLAIN SELECT id FROM {pg_schema}.runs WHERE id COLLATE "C" >= %s '  # noqa: S608
+                f'AND id COLLATE "C" < %s ORDER BY id COLLATE "C" LIMIT 2',
+                ("a-", "a."),
+            ).fetchall()
+        assert "runs_id_c" in " ".join(str(r[0]) for r in plan)
+    finally:
+        journal.close()

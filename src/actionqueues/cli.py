@@ -290,15 +290,15 @@ def find(journal: Journal, prefix: str) -> tuple[RunRow, list[StepRow]]:
     loaded = journal.load(prefix)
     if loaded is not None:
         return loaded
-    matches = [r for r in journal.runs(limit=None) if str(r.id).startswith(prefix)]
+    matches = journal.find_ids(prefix, limit=2)
     if len(matches) != 1:
         msg = (
             f"no run {prefix!r}: `actionqueues runs` lists them"
             if not matches
-            else f"{prefix!r} matches {len(matches)} runs: give more of the id"
+            else f"{prefix!r} matches more than one run: give more of the id"
         )
         raise UsageError(msg)
-    found = journal.load(matches[0].id)
+    found = journal.load(matches[0])
     if found is None:  # pruned meanwhile
         msg = f"no run {prefix!r}: `actionqueues runs` lists them"
         raise UsageError(msg)

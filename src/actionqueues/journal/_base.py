@@ -253,6 +253,25 @@ def with_events(
     return [StepRow(*row) for row in rows.values()]  # type: ignore[arg-type]
 
 
+def prefix_range(prefix: object, limit: object) -> tuple[str, str | None]:
+    """``find_ids()``'s arguments, checked; the range of the ids that start with
+    ``prefix``: from it, up to (not including) the least text after all of them
+    (None: no end), by code point (UTF-8's byte order too)."""
+    if not isinstance(prefix, str):
+        msg = f"find_ids({prefix!r}): the start of a run id is text."
+        raise JournalError(msg)
+    if type(limit) is not int or limit < 1:
+        msg = f"find_ids(limit={limit!r}): the most ids to return is a whole number, 1 or more."
+        raise JournalError(msg)
+    end = prefix.rstrip(chr(0x10FFFF))
+    if not end:
+        return prefix, None
+    last = ord(end[-1]) + 1
+    if 0xD800 <= last <= 0xDFFF:  # no text holds a lone surrogate
+        last = 0xE000
+    return prefix, end[:-1] + chr(last)
+
+
 def lease_lost(run_id: str, owner: str) -> LeaseLostError:
     """The error of a write refused because the run is no longer ``owner``'s."""
     return LeaseLostError(
@@ -506,6 +525,27 @@ class Journal(abc.ABC):
 
         Raises:
             JournalError: It could not be read.
+        """
+
+    @abc.abstractmethod
+    def find_ids(self, prefix: str, *, limit: int = 2) -> list[str]:
+        """The ids of the runs whose id starts with ``prefix``.
+
+        For an operator's shortened id (``actionqueues show 3f2a``): looked up by key
+        range, never by reading every run.
+
+        Args:
+            prefix: The start of the ids; "" matches every run.
+            limit: At most this many ids (2 tells one match from an ambiguous one).
+
+        Returns:
+            The ids, in order (by code point).
+
+        Raises:
+            JournalError: ``prefix`` is not text, ``limit`` not a whole number of at
+                least 1, or the journal cannot be read.
+
+        .. versionadded:: 1.0
         """
 
     @abc.abstractmethod

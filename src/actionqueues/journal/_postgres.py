@@ -53,6 +53,7 @@ from ._base import (
     is_number,
     is_whole,
     lease_lost,
+    prefix_range,
     run_filters,
     run_taken,
     with_events,
@@ -62,6 +63,7 @@ from ._schema import (
     EVENT_COLUMNS,
     EVENT_SPAN,
     INDEXES,
+    POSTGRES_INDEXES,
     POSTGRES_MIGRATIONS,
     PRUNE_BATCH,
     RUN_COLUMNS,
@@ -421,7 +423,7 @@ class PostgresJournal(Journal):
             cur.execute(self._sql("INSERT INTO {s}.version VALUES (%s)"), (SCHEMA_VERSION,))
         elif version < SCHEMA_VERSION:
             cur.execute(self._sql("UPDATE {s}.version SET version = %s"), (SCHEMA_VERSION,))
-        for statement in INDEXES:
+        for statement in (*INDEXES, *POSTGRES_INDEXES):
             cur.execute(self._sql(statement.replace("{s}runs", "{s}.runs")))
 
     def _inspect(self, cur: psycopg.Cursor[Any]) -> None:
@@ -742,6 +744,21 @@ class PostgresJournal(Journal):
                 )
                 events = cur.fetchall()
         return RunRow(*run[: len(RunRow._fields)]), with_events(run_id, steps, events)
+
+    def find_ids(self, prefix: str, *, limit: int = 2) -> list[str]:
+        start, end = prefix_range(prefix, limit)
+        # By code point whatever the database's collation (a locale's order does not
+        # keep a prefix's ids together): through the runs_id_c index, COLLATE "C".
+        with self._transaction("cannot be read") as cur:
+            cur.execute(
+                self._sql(
+                    'SELECT id FROM {s}.runs WHERE id COLLATE "C" >= %s AND '
+                    '(%s::text IS NULL OR id COLLATE "C" < %s) ORDER BY id COLLATE "C" LIMIT %s'
+                ),
+                (start, end, end, limit),
+            )
+            rows = cur.fetchall()
+        return [str(r[0]) for r in rows]
 
     def runs(
         self,

@@ -38,6 +38,9 @@ INDEXES: Final = (
     f"CREATE INDEX IF NOT EXISTS runs_claimable ON {{s}}runs (updated, id) WHERE {UNFINISHED_SQL}",
     "CREATE INDEX IF NOT EXISTS runs_created ON {s}runs (created, id)",
 )
+#: PostgreSQL's own: ``find_ids()`` looks a prefix up by code point, which the
+#: primary key's index, in the database's collation (often a locale's), cannot.
+POSTGRES_INDEXES: Final = ('CREATE INDEX IF NOT EXISTS runs_id_c ON {s}runs (id COLLATE "C")',)
 #: The order of ``runs()``, on every backend (the memory journal's too).
 RUNS_ORDER: Final = "ORDER BY created DESC, id DESC"
 #: ``prune()`` deletes this many runs a transaction, so that no other writer waits

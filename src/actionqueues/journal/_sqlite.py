@@ -30,6 +30,7 @@ from ._base import (
     check_runs,
     is_number,
     lease_lost,
+    prefix_range,
     run_filters,
     run_taken,
     with_events,
@@ -609,8 +610,8 @@ class SQLiteJournal(Journal):
                 ).fetchall()
                 ids = [(run_id,) for run_id, _ in found]
                 db.executemany("DELETE FROM steps WHERE run_id = ?", ids)
-                gone = [(num,) for _, num in found]
-                db.executemany(f"DELETE FROM events WHERE id {events_of('?1')}", gone)
+                gone = [(num, num) for _, num in found]
+                db.executemany(f"DELETE FROM events WHERE id {events_of('?')}", gone)
                 db.executemany("DELETE FROM runs WHERE id = ?", ids)
             deleted += len(ids)
             if len(ids) < PRUNE_BATCH:
@@ -654,6 +655,15 @@ class SQLiteJournal(Journal):
             ).fetchall()
         row = RunRow(*run[: len(RunRow._fields)])
         return row, with_events(run_id, steps, events)
+
+    def find_ids(self, prefix: str, *, limit: int = 2) -> list[str]:
+        start, end = prefix_range(prefix, limit)
+        # SQLite compares text as UTF-8 bytes (BINARY): the range is the prefix's.
+        rows = self._read(
+            "SELECT id FROM runs WHERE id >= ? AND (? IS NULL OR id < ?) ORDER BY id LIMIT ?",
+            (start, end, end, limit),
+        )
+        return [str(r[0]) for r in rows]
 
     def runs(
         self,
