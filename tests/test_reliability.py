@@ -17,7 +17,7 @@ import textwrap
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -557,6 +557,25 @@ def test_claims_walk_an_index_in_order(tmp_path: Path) -> None:
         assert "runs_claimable" in plan
         assert "TEMP B-TREE" not in plan
         assert journal.claim(after=(0.0, "")) is None
+
+
+def test_find_ids_scans_only_the_prefix_range(tmp_path: Path) -> None:
+    """find_ids() reads the id index between both ends of the prefix's range: a
+    bound the planner cannot see made it scan every id after the prefix (44 ms at
+    1M runs)."""
+    with SQLiteJournal(tmp_path / "j.db") as journal:
+        read = journal._read
+        asked: list[tuple[str, Sequence[object]]] = []
+
+        def reading(sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+            asked.append((sql, params))  # the statement as prepared, parameters bound
+            return read(sql, params)
+
+        journal._read = reading  # type: ignore[method-assign]
+        assert [] == journal.find_ids("3f2a")
+        [(sql, params)] = asked
+        plan = " ".join(str(r[3]) for r in read(f"EXPLAIN QUERY PLAN {sql}", params))
+        assert "id>? AND id<?" in plan, plan
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])

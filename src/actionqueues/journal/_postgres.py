@@ -41,6 +41,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
 from .._errors import JournalError, LeaseLostError
+from .._registry import _encode
 from .._status import UNFINISHED
 from ._base import (
     Journal,
@@ -124,10 +125,34 @@ _EVENTS: Final = (
     f"e AS (INSERT INTO {{s}}.events (id, {EVENT_COLUMNS}) "
     "SELECT COALESCE((SELECT max(x.id) FROM {s}.events x WHERE x.id "
     f"{events_of('o.num')}), o.num * {EVENT_SPAN}) "
-    f"+ v.k, v.idx, v.status, v.state, v.attempts, v.error, {_NOW} FROM o, "
-    "unnest(%s::integer[], %s::text[], %s::text[], %s::integer[], %s::text[]) "
-    "WITH ORDINALITY AS v(idx, status, state, attempts, error, k))"
+    "+ v.k, (v.e->>0)::integer, v.e->>1, v.e->>2, (v.e->>3)::integer, v.e->>4, "
+    f"{_NOW} FROM o, json_array_elements(%s::json) WITH ORDINALITY AS v(e, k))"
 )
+#: A write's statement by its shape (whether it sets the run's status, whether it
+#: has events), made once: its text, and psycopg's conversion of it, are then the
+#: same object every time.
+_STATEMENTS: dict[tuple[str, bool, bool], str] = {}
+
+
+def _statement(schema: str, status: bool, events: bool) -> str:
+    """The write of that shape, in ``schema`` (a quoted name), made once."""
+    key = (schema, status, events)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        parts = [
+            "o AS (SELECT id, num FROM {s}.runs "
+            "WHERE id = %s AND owner = %s AND claims = %s FOR SHARE)"
+        ]
+        if status:
+            parts.append(
+                f"r AS (UPDATE {{s}}.runs SET updated = {_NOW}, lease_until = {_NOW} + %s, "
+                "status = %s, error = COALESCE(%s, error) WHERE id IN (SELECT id FROM o))"
+            )
+        if events:
+            parts.append(_EVENTS)
+        text = "WITH " + ", ".join(parts) + " SELECT count(*) FROM o"
+        statement = _STATEMENTS[key] = text.replace("{s}", schema)
+    return statement
 
 
 def _check(conn: psycopg.Connection[Any]) -> None:
@@ -501,26 +526,13 @@ class PostgresJournal(Journal):
         # run writes nothing at all. The steps' transitions are appended as events
         # (schema 3, see ``_schema.EVENT_SPAN``), after the run's last one.
         params: list[object] = [run_id, self.owner, claim]
-        parts = [
-            "o AS (SELECT id, num FROM {s}.runs "
-            "WHERE id = %s AND owner = %s AND claims = %s FOR SHARE)"
-        ]
         if status is not None:
-            parts.append(
-                f"r AS (UPDATE {{s}}.runs SET updated = {_NOW}, lease_until = {_NOW} + %s, "
-                "status = %s, error = COALESCE(%s, error) WHERE id IN (SELECT id FROM o))"
-            )
             params += (self.lease, status, error)
-        if changes:
-            parts.append(_EVENTS)
-            params += (
-                [c.index for c in changes],
-                [c.status for c in changes],
-                [c.state for c in changes],
-                [c.attempts for c in changes],
-                [c.error for c in changes],
+        if changes:  # one JSON text: psycopg dumps it at once, five arrays item by item
+            params.append(
+                _encode([[c.index, c.status, c.state, c.attempts, c.error] for c in changes])
             )
-        statement = self._sql("WITH " + ", ".join(parts) + " SELECT count(*) FROM o")
+        statement = _statement(f'"{self.schema}"', status is not None, bool(changes))
 
         def write(cur: psycopg.Cursor[Any]) -> None:
             cur.execute(statement, params)
@@ -590,9 +602,9 @@ class PostgresJournal(Journal):
                     f"'running', %s, %s, n + %s, 0, n, n, NULL, %s, nextval('{{s}}.run_numbers') "
                     f"FROM (SELECT {_NOW} AS n) t), "
                     f"s AS (INSERT INTO {{s}}.steps ({STEP_COLUMNS}) "
-                    f"SELECT %s, i - 1, a, nm, st, 'pending', 0, 0, NULL, NULL, {_NOW}, g FROM "
-                    "unnest(%s::text[], %s::text[], %s::text[], %s::integer[]) "
-                    "WITH ORDINALITY AS u(a, nm, st, g, i)) "
+                    "SELECT %s, i - 1, u.e->>0, u.e->>1, u.e->>2, 'pending', 0, 0, NULL, NULL, "
+                    f"{_NOW}, (u.e->>3)::integer FROM json_array_elements(%s::json) "
+                    "WITH ORDINALITY AS u(e, i)) "
                     "SELECT pg_current_xact_id()::text"
                 ),
                 (
@@ -603,10 +615,12 @@ class PostgresJournal(Journal):
                     self.lease,
                     len(steps),
                     run_id,
-                    [s[0] for s in steps],
-                    [s[1] for s in steps],
-                    [s[2] for s in steps],
-                    list(groups) if groups else [None] * len(steps),
+                    _encode(  # one JSON text, as a write's events (see record())
+                        [
+                            [action, step, state, groups[i] if groups else None]
+                            for i, (action, step, state) in enumerate(steps)
+                        ]
+                    ),
                 ),
             )
         except psycopg.errors.UniqueViolation:
@@ -750,12 +764,14 @@ class PostgresJournal(Journal):
         # By code point whatever the database's collation (a locale's order does not
         # keep a prefix's ids together): through the runs_id_c index, COLLATE "C".
         with self._transaction("cannot be read") as cur:
+            bounded = end is not None  # both bounds in the statement: see SQLite's
             cur.execute(
                 self._sql(
-                    'SELECT id FROM {s}.runs WHERE id COLLATE "C" >= %s AND '
-                    '(%s::text IS NULL OR id COLLATE "C" < %s) ORDER BY id COLLATE "C" LIMIT %s'
+                    'SELECT id FROM {s}.runs WHERE id COLLATE "C" >= %s'
+                    + (' AND id COLLATE "C" < %s' if bounded else "")
+                    + ' ORDER BY id COLLATE "C" LIMIT %s'
                 ),
-                (start, end, end, limit),
+                (start, end, limit) if bounded else (start, limit),
             )
             rows = cur.fetchall()
         return [str(r[0]) for r in rows]

@@ -659,9 +659,13 @@ class SQLiteJournal(Journal):
     def find_ids(self, prefix: str, *, limit: int = 2) -> list[str]:
         start, end = prefix_range(prefix, limit)
         # SQLite compares text as UTF-8 bytes (BINARY): the range is the prefix's.
+        # Both bounds in the statement, so that the index scan stops at the end of
+        # the range (a condition the planner cannot read as a bound scans past it).
         rows = self._read(
-            "SELECT id FROM runs WHERE id >= ? AND (? IS NULL OR id < ?) ORDER BY id LIMIT ?",
-            (start, end, end, limit),
+            "SELECT id FROM runs WHERE id >= ? AND id < ? ORDER BY id LIMIT ?"
+            if end is not None
+            else "SELECT id FROM runs WHERE id >= ? ORDER BY id LIMIT ?",
+            (start, end, limit) if end is not None else (start, limit),
         )
         return [str(r[0]) for r in rows]
 
