@@ -11,6 +11,11 @@ usage: python _async_worker.py KIND N [DIR]
   stall       longest event-loop stall (ms) while N durable 10-step queues run at
               once on a SQLite journal in DIR (NORMAL); a 1 ms ticker measures it
   stall-inline  the same with the journal's writes made on the loop (a control)
+  dsync       us per durable step: N 10-step ActionQueue runs, one after another, of
+              registered no-op actions, on a SQLite journal in DIR (NORMAL)
+  dasync      the same with AsyncActionQueue and async actions (its writes made in
+              the journal's thread)
+  dasync-inline  the same with the writes made on the loop (a control)
 Prints one number.
 """
 
@@ -114,6 +119,18 @@ def memory(n: int) -> float:
     return (peak - before) / n
 
 
+def write_on_the_loop() -> None:
+    """The control: the async driver's journal writes made on the event loop's
+    thread, not in the journal's (``_aiotools.write`` replaced where the driver
+    calls it)."""
+    from actionqueues import _driver_async
+
+    async def inline(durable: Any, function: Any, *args: object) -> None:
+        function(*args)
+
+    _driver_async.write = inline  # type: ignore[assignment]
+
+
 async def stall(n: int, folder: Path, inline: bool) -> float:
     import actionqueues
 
@@ -130,14 +147,10 @@ async def stall(n: int, folder: Path, inline: bool) -> float:
         async def rollback(self) -> None:
             await asyncio.sleep(0)
 
-    class Inline(actionqueues.AsyncActionQueue):
-        """The control: journal writes made on the event loop's thread."""
-
-        async def _io(self, write: Any, *args: object) -> None:
-            write(*args)
-
+    if inline:
+        write_on_the_loop()
     journal = actionqueues.SQLiteJournal(folder / "stall.db")
-    cls = Inline if inline else actionqueues.AsyncActionQueue
+    cls = actionqueues.AsyncActionQueue
     worst = 0.0
     running = True
 
@@ -163,10 +176,47 @@ async def stall(n: int, folder: Path, inline: bool) -> float:
     return worst * 1e3
 
 
+def durable_step(kind: str, n: int, folder: Path) -> float:
+    """Microseconds per durable step, sync or async queues, one run at a time."""
+    import actionqueues
+
+    names = actionqueues.Registry()
+    names.register("bench.noop", dataclasses.dataclass(type("Noop", (Noop,), {})))
+    names.register("bench.anoop", dataclasses.dataclass(type("ANoop", (AsyncNoop,), {})))
+    journal = actionqueues.SQLiteJournal(folder / "durable.db")
+
+    def sync_runs() -> None:
+        for _ in range(n):
+            queue = actionqueues.ActionQueue(journal=journal, registry=names)
+            for _ in range(STEPS):
+                queue.add(names.decode("bench.noop", "{}"))  # type: ignore[arg-type]
+            queue.execute()
+
+    async def async_runs() -> None:
+        for _ in range(n):
+            queue = actionqueues.AsyncActionQueue(journal=journal, registry=names)
+            for _ in range(STEPS):
+                queue.add(names.decode("bench.anoop", "{}"))  # type: ignore[arg-type]
+            await queue.execute()
+
+    if kind == "dasync-inline":
+        write_on_the_loop()
+    start = time.perf_counter()
+    if kind == "dsync":
+        sync_runs()
+    else:
+        asyncio.run(async_runs())
+    elapsed = time.perf_counter() - start
+    journal.close()
+    return elapsed / n / STEPS * 1e6
+
+
 def main() -> None:
     kind, n = sys.argv[1], int(sys.argv[2])
     if kind in ("sync", "async", "bare"):
         value = per_step(kind, n)
+    elif kind in ("dsync", "dasync", "dasync-inline"):
+        value = durable_step(kind, n, Path(sys.argv[3]))
     elif kind == "wall":
         value = asyncio.run(concurrent(n))
     elif kind == "memory":

@@ -1,6 +1,7 @@
 """The async queue: per-step cost, 10,000 concurrent queues, event-loop stalls.
 
 usage: python bench/bench_async.py [--rounds 5] [--n 5000] [--queues 10000] [--durable 100]
+                                   [--durable-runs 300]
 
 Run with the interpreter of a venv where this tree is installed (``pip install .``).
 Each round runs every measurement in a fresh process, in a shuffled order; the
@@ -40,6 +41,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=5000, help="queues per per-step timing")
     parser.add_argument("--queues", type=int, default=10000, help="concurrent queues")
     parser.add_argument("--durable", type=int, default=100, help="concurrent durable queues")
+    parser.add_argument("--durable-runs", type=int, default=300, help="runs per durable timing")
     args = parser.parse_args()
     sizes = {
         "sync": args.n,
@@ -49,6 +51,9 @@ def main() -> None:
         "memory": args.queues,
         "stall": args.durable,
         "stall-inline": args.durable,
+        "dsync": args.durable_runs,
+        "dasync": args.durable_runs,
+        "dasync-inline": args.durable_runs,
     }
     kinds = list(sizes)
     results: dict[str, list[float]] = {k: [] for k in kinds}
@@ -71,6 +76,11 @@ def main() -> None:
         f"{args.durable} concurrent durable queues (SQLite, NORMAL): longest loop stall "
         f"{med['stall']:.2f} ms (writes in the journal's threads); "
         f"{med['stall-inline']:.2f} ms with the writes made on the loop (control)"
+    )
+    print(
+        f"durable step, one run at a time (SQLite, NORMAL): sync {med['dsync']:.1f} us, "
+        f"async {med['dasync']:.1f} us; async/sync {med['dasync'] / med['dsync']:.2f}; "
+        f"async with the writes on the loop (control) {med['dasync-inline']:.1f} us"
     )
     print("all rounds:", {k: [round(x, 3) for x in v] for k, v in results.items()})
 

@@ -559,6 +559,34 @@ def test_claims_walk_an_index_in_order(tmp_path: Path) -> None:
         assert journal.claim(after=(0.0, "")) is None
 
 
+def test_event_places_are_counted_again_when_the_count_is_wrong(tmp_path: Path) -> None:
+    """The SQLite journal counts each run's events itself: a count that fell behind
+    (a write it never saw succeed) is counted again from the journal and the write
+    goes on; a run it did not begin is counted from the journal; a run whose number
+    was damaged is refused with the reason, nothing written."""
+    new = NewRun("q", "rollback", [("a", "s", "{}"), ("a", "t", "{}")])
+    with SQLiteJournal(tmp_path / "j.db") as journal:
+        journal.record("r", 0, [StepChange(0, "executing", "{}", 1)], new=new)
+        journal.record("r", 0, [StepChange(0, "executed", '{"k":1}', 1)])
+        journal._next["r"] = 1  # as if the last write had not been seen
+        journal.record("r", 0, [StepChange(1, "executing", "{}", 1)])
+        del journal._next["r"]  # as for a run another journal object began
+        journal.record("r", 0, [StepChange(1, "executed", '{"k":2}', 1)])
+        loaded = journal.load("r")
+        assert loaded is not None
+        assert [("executed", '{"k":1}'), ("executed", '{"k":2}')] == [
+            (s.status, s.state) for s in loaded[1]
+        ]
+        places = [r[0] % 2**32 for r in journal._read("SELECT id FROM events ORDER BY id")]
+        assert [1, 2, 3, 4] == places
+        journal._read("SELECT 1")  # the connection, for the damage below
+        journal._db().execute("UPDATE runs SET num = NULL")
+        del journal._next["r"]
+        with pytest.raises(JournalError, match="has no number"):
+            journal.record("r", 0, [StepChange(1, "rolling_back", None, 1)])
+        assert 4 == len(journal._read("SELECT id FROM events"))
+
+
 def test_find_ids_scans_only_the_prefix_range(tmp_path: Path) -> None:
     """find_ids() reads the id index between both ends of the prefix's range: a
     bound the planner cannot see made it scan every id after the prefix (44 ms at

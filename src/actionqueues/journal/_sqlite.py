@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from .._errors import JournalError
+from .._status import FINISHED
 from ._base import (
     MAX_LEASE,
     Journal,
@@ -52,16 +53,18 @@ from ._schema import (
 )
 
 #: Schema 3's write of a step's transitions: their events, appended under the run's
-#: number after its last event (``_schema.EVENT_SPAN``), while the run is ours (the
-#: join with its row is the fence): one statement, atomic on its own, that writes
-#: nothing for a writer that lost the run. ``{rows}``: a ``(k, ?, ?, ?, ?, ?, ?)``
-#: per event, k counting from 1; then the run's id, owner and claim.
+#: number (``_schema.EVENT_SPAN``), each at the place in the run the journal counted
+#: (``SQLiteJournal._next``), while the run is ours (the join with its row is the
+#: fence): one statement, atomic on its own, that writes nothing for a writer that
+#: lost the run. ``{rows}``: a ``(?, ?, ?, ?, ?, ?, ?)`` per event, its place first;
+#: then the run's id, owner and claim. (Finding the place in the statement, by the
+#: run's last event, cost a step a third more: SQLite copies such a SELECT of the
+#: table it inserts into before inserting; ``bench/commit_shapes.py``.)
 _EVENTS: Final = (
     f"INSERT INTO events (id, {EVENT_COLUMNS}) "
-    f"SELECT COALESCE((SELECT MAX(e.id) FROM events e WHERE e.id {events_of('r.num')}), "
-    f"r.num * {EVENT_SPAN}) + v.column1, v.column2, v.column3, v.column4, v.column5, "
+    f"SELECT r.num * {EVENT_SPAN} + v.column1, v.column2, v.column3, v.column4, v.column5, "
     "v.column6, v.column7 FROM runs r JOIN (VALUES {rows}) v "
-    "WHERE r.id = ? AND r.owner = ? AND r.claims = ?"
+    "WHERE r.id = ? AND r.owner = ? AND r.claims = ? AND r.num IS NOT NULL"
 )
 _EVENTS_BY_COUNT: dict[int, str] = {}
 #: The most events one statement appends (7 parameters each: SQLite before 3.32
@@ -73,7 +76,7 @@ def _events_sql(count: int) -> str:
     """The statement appending ``count`` events (made once per count)."""
     sql = _EVENTS_BY_COUNT.get(count)
     if sql is None:
-        rows = ", ".join(f"({k + 1}, ?, ?, ?, ?, ?, ?)" for k in range(count))
+        rows = ", ".join("(?, ?, ?, ?, ?, ?, ?)" for _ in range(count))
         sql = _EVENTS_BY_COUNT[count] = _EVENTS.replace("{rows}", rows)
     return sql
 
@@ -191,6 +194,9 @@ class SQLiteJournal(Journal):
         if self._grouped:
             self.write_threads = 8  # async queues' writes, to group
         self._version = SCHEMA_VERSION
+        # Each unfinished run's next event's place, as this journal object wrote it
+        # (see ``_EVENTS``); counted from the journal when missing.
+        self._next: dict[str, int] = {}
         try:
             if readonly:
                 self._open_to_read()
@@ -326,6 +332,7 @@ class SQLiteJournal(Journal):
         self._group = threading.Condition(threading.Lock())
         self._waiting = []
         self._leading = False
+        self._next = {}
 
     # -- writes ---------------------------------------------------------------------
 
@@ -340,6 +347,7 @@ class SQLiteJournal(Journal):
             )
         except sqlite3.IntegrityError:
             raise run_taken(run_id) from None
+        self._next[run_id] = 1  # its events' places, from 1
         db.executemany(
             f"INSERT INTO steps ({STEP_COLUMNS}) "
             "VALUES (?, ?, ?, ?, ?, 'pending', 0, 0, NULL, NULL, ?, ?)",
@@ -537,6 +545,8 @@ class SQLiteJournal(Journal):
             )
         if not owned:
             raise lease_lost(run_id, self.owner)
+        if status in FINISHED:  # counted again should it be written again (rolled back)
+            self._next.pop(run_id, None)
 
     def _append(
         self,
@@ -547,12 +557,45 @@ class SQLiteJournal(Journal):
         changes: Sequence[StepChange],
     ) -> None:
         """Append ``changes`` as the run's next events, fenced (see ``_EVENTS``)."""
-        params: list[object] = []
-        for c in changes:
-            params += (c.index, c.status, c.state, c.attempts, c.error, now)
-        params += (run_id, self.owner, claim)
-        if db.execute(_events_sql(len(changes)), params).rowcount != len(changes):
+        place = self._next.get(run_id)
+        for tries in range(2):
+            if place is None:
+                place = self._place(db, run_id)
+            params: list[object] = []
+            for k, c in enumerate(changes):
+                params += (place + k, c.index, c.status, c.state, c.attempts, c.error, now)
+            params += (run_id, self.owner, claim)
+            try:
+                written = db.execute(_events_sql(len(changes)), params).rowcount
+            except sqlite3.IntegrityError:
+                # The count fell behind (a write whose success was never seen here,
+                # interrupted after its statement): count again, once.
+                self._next.pop(run_id, None)
+                if tries:
+                    raise
+                place = None
+                continue
+            if written != len(changes):
+                self._next.pop(run_id, None)
+                raise lease_lost(run_id, self.owner)
+            self._next[run_id] = place + len(changes)
+            return
+
+    def _place(self, db: sqlite3.Connection, run_id: str) -> int:
+        """The place of the run's next event, counted in the journal: for a run this
+        journal object did not begin (a recovered one) or forgot (it finished)."""
+        found = db.execute(
+            f"SELECT r.num, (SELECT MAX(e.id) FROM events e WHERE e.id {events_of('r.num')}) "
+            "FROM runs r WHERE r.id = ?",
+            (run_id,),
+        ).fetchone()
+        if found is None:
             raise lease_lost(run_id, self.owner)
+        num, last = found
+        if type(num) is not int:
+            msg = f"The journal {self.path}: run {run_id} has no number (its row is damaged)."
+            raise JournalError(msg)
+        return 1 if last is None else int(last) - num * EVENT_SPAN + 1
 
     def renew(self, run_ids: Iterable[str]) -> None:
         ids = list(run_ids)
