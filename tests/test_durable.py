@@ -951,6 +951,12 @@ def test_a_version_2_journal_is_migrated_and_its_runs_recovered(tmp_path: Path, 
         assert (3,) == db.execute("PRAGMA user_version").fetchone()
         assert [(1,), (2,)] == db.execute("SELECT num FROM runs ORDER BY num").fetchall()
         assert 4 == db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        # An older actionqueues still running inserts runs without a number: refused.
+        with pytest.raises(sqlite3.IntegrityError, match="upgrade this one"):
+            db.execute(
+                "INSERT INTO runs VALUES ('older', 'q', 'running', 'rollback', 'x', 0, 0, 1, 1, "
+                "NULL, 1, NULL)"
+            )
 
 
 @given(

@@ -925,6 +925,6 @@ def test_find_ids_looks_prefixes_up_as_startswith_would(journal: Journal) -> Non
         every = sorted(i for i in IDS if i.startswith(prefix))
         assert every == journal.find_ids(prefix, limit=100), prefix
         assert every[:2] == journal.find_ids(prefix), prefix
-    for bad, limit in (("a", 0), ("a", True), ("a", 1.5), (None, 2), (b"a", 2)):
+    for bad, limit in (("a", 0), ("a", True), ("a", 1.5), (None, 2), (b"a", 2), ("\udc80", 2)):
         with pytest.raises(JournalError, match="find_ids"):
             journal.find_ids(bad, limit=limit)  # type: ignore[arg-type]

@@ -807,6 +807,12 @@ def test_a_version_2_schema_is_migrated_and_its_runs_recovered(
     with psycopg.connect(pg_url) as conn:
         events = conn.execute(f"SELECT count(*) FROM {pg_schema}.events").fetchone()  # noqa: S608
         assert (4,) == events
+        # An older actionqueues still running inserts runs without a number: refused.
+        with pytest.raises(psycopg.errors.NotNullViolation):
+            conn.execute(
+                f"INSERT INTO {pg_schema}.runs VALUES ('older', 'q', 'running', 'rollback', "  # noqa: S608
+                "'x', 0, 0, 1, 1, NULL, 1)"
+            )
 
 
 def _postgres_schema_version() -> int:

@@ -568,9 +568,9 @@ def test_event_places_are_counted_again_when_the_count_is_wrong(tmp_path: Path) 
     with SQLiteJournal(tmp_path / "j.db") as journal:
         journal.record("r", 0, [StepChange(0, "executing", "{}", 1)], new=new)
         journal.record("r", 0, [StepChange(0, "executed", '{"k":1}', 1)])
-        journal._next["r"] = 1  # as if the last write had not been seen
+        journal._next["r", 0] = 1  # as if the last write had not been seen
         journal.record("r", 0, [StepChange(1, "executing", "{}", 1)])
-        del journal._next["r"]  # as for a run another journal object began
+        del journal._next["r", 0]  # as for a run another journal object began
         journal.record("r", 0, [StepChange(1, "executed", '{"k":2}', 1)])
         loaded = journal.load("r")
         assert loaded is not None
@@ -580,11 +580,37 @@ def test_event_places_are_counted_again_when_the_count_is_wrong(tmp_path: Path) 
         places = [r[0] % 2**32 for r in journal._read("SELECT id FROM events ORDER BY id")]
         assert [1, 2, 3, 4] == places
         journal._read("SELECT 1")  # the connection, for the damage below
+        journal._db().execute("DROP TRIGGER runs_num_required")
         journal._db().execute("UPDATE runs SET num = NULL")
-        del journal._next["r"]
+        del journal._next["r", 0]
         with pytest.raises(JournalError, match="has no number"):
             journal.record("r", 0, [StepChange(1, "rolling_back", None, 1)])
         assert 4 == len(journal._read("SELECT id FROM events"))
+
+
+def test_a_claim_counts_event_places_from_the_journal(tmp_path: Path) -> None:
+    """A journal object that claims a run again counts its events' places from the
+    journal, not from what it wrote under its earlier claim: another owner's write in
+    between (here one that left a gap, as a rolled-back commit does) stays before
+    its own, and the run reads as its last write left it."""
+    path = tmp_path / "j.db"
+    new = NewRun("q", "rollback", [("a", "s", "{}")])
+    with SQLiteJournal(path, lease=0.1) as first, SQLiteJournal(path, lease=0.1) as second:
+        first.record("r", 0, [StepChange(0, "executing", "{}", 1)], new=new)
+        first.release("r")
+        run = second.claim()
+        assert run is not None
+        second._next["r", run.claims] = 5  # ahead of the journal: places 2-4 a gap
+        second.record("r", run.claims, [StepChange(0, "rolling_back", None, 1)])
+        second.release("r")
+        again = first.claim()
+        assert again is not None
+        first.record("r", again.claims, [StepChange(0, "rolled_back", None, 1)])
+        loaded = first.load("r")
+        assert loaded is not None
+        assert "rolled_back" == loaded[1][0].status
+        places = [r[0] % 2**32 for r in first._read("SELECT id FROM events ORDER BY id")]
+        assert [1, 5, 6] == places
 
 
 def test_find_ids_scans_only_the_prefix_range(tmp_path: Path) -> None:

@@ -260,6 +260,11 @@ def prefix_range(prefix: object, limit: object) -> tuple[str, str | None]:
     if not isinstance(prefix, str):
         msg = f"find_ids({prefix!r}): the start of a run id is text."
         raise JournalError(msg)
+    try:
+        prefix.encode("utf-8")
+    except UnicodeEncodeError:
+        msg = f"find_ids({prefix!r}): the text holds a lone surrogate, which no run id does."
+        raise JournalError(msg) from None
     if type(limit) is not int or limit < 1:
         msg = f"find_ids(limit={limit!r}): the most ids to return is a whole number, 1 or more."
         raise JournalError(msg)
@@ -527,7 +532,6 @@ class Journal(abc.ABC):
             JournalError: It could not be read.
         """
 
-    @abc.abstractmethod
     def find_ids(self, prefix: str, *, limit: int = 2) -> list[str]:
         """The ids of the runs whose id starts with ``prefix``.
 
@@ -542,11 +546,16 @@ class Journal(abc.ABC):
             The ids, in order (by code point).
 
         Raises:
-            JournalError: ``prefix`` is not text, ``limit`` not a whole number of at
-                least 1, or the journal cannot be read.
+            JournalError: ``prefix`` is not text (or holds a lone surrogate), ``limit``
+                not a whole number of at least 1, or the journal cannot be read.
 
         .. versionadded:: 1.0
         """
+        # A journal of one's own may keep this: it reads every run. The journals of
+        # actionqueues read a range of their index of ids instead.
+        prefix_range(prefix, limit)
+        found = sorted(str(r.id) for r in self.runs(limit=None) if str(r.id).startswith(prefix))
+        return found[:limit]
 
     @abc.abstractmethod
     def runs(

@@ -24,7 +24,6 @@ from ._base import (
     check_prune,
     check_runs,
     lease_lost,
-    prefix_range,
     run_taken,
 )
 
@@ -216,12 +215,6 @@ class MemoryJournal(Journal):
         with self._using(write=False), self._data:
             run = self._runs.get(run_id)
             return None if run is None else (run, list(self._steps[run_id]))
-
-    def find_ids(self, prefix: str, *, limit: int = 2) -> list[str]:
-        prefix_range(prefix, limit)
-        with self._using(write=False), self._data:
-            found = sorted(run_id for run_id in self._runs if run_id.startswith(prefix))
-        return found[:limit]
 
     def runs(
         self,

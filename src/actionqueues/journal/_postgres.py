@@ -410,8 +410,9 @@ class PostgresJournal(Journal):
                 raise
 
     def _retrying(self, work: Callable[[psycopg.Cursor[Any]], None], *, atomic: bool) -> None:
-        """Do ``work`` (a write that may be made twice: its statements set values, and
-        a new run's insert knows whether it was made already); if the connection
+        """Do ``work`` (a write that may be made twice: its status is set again, its
+        events, appended again, replay the same transitions, and a new run's insert
+        knows whether it was made already); if the connection
         turns out dead (the server restarted since it was pooled), drop the pool's
         idle connections, which died with it, and try once more on a fresh one."""
         import psycopg
@@ -709,13 +710,16 @@ class PostgresJournal(Journal):
             with self._transaction() as cur:
                 cur.execute(  # the steps go with their run (ON DELETE CASCADE)
                     self._sql(
+                        # The conditions again outside: a row a writer held (FOR SHARE)
+                        # meanwhile is checked again as it is then, by these alone.
                         "WITH d AS (DELETE FROM {s}.runs WHERE id IN (SELECT id FROM {s}.runs "
                         "WHERE created < %s AND status = ANY(%s) AND updated < %s LIMIT %s) "
+                        "AND status = ANY(%s) AND updated < %s "
                         "RETURNING num), e AS (DELETE FROM {s}.events x USING d WHERE x.id "
                         f"{events_of('d.num')}) "
                         "SELECT count(*) FROM d"
                     ),
-                    (until, list(chosen), until, PRUNE_BATCH),
+                    (until, list(chosen), until, PRUNE_BATCH, list(chosen), until),
                 )
                 found = cur.fetchone()
                 count = 0 if found is None else int(found[0])

@@ -109,12 +109,18 @@ SQLITE_MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     # Step events (see EVENT_COLUMNS), keyed by each run's number. Schema 1's
     # indexes of the status and the update time go: runs_claimable and runs_created
     # (INDEXES) serve their queries, and each cost a run's start and end about 35 us.
+    # An older actionqueues that opened the journal before (a process still
+    # running) would insert runs without a number, and read no events: its inserts
+    # are refused (the trigger); stop such processes before migrating.
     3: (
-        "DROP INDEX runs_unfinished",
-        "DROP INDEX runs_updated",
+        "DROP INDEX IF EXISTS runs_unfinished",
+        "DROP INDEX IF EXISTS runs_updated",
         "ALTER TABLE runs ADD COLUMN num INTEGER",
         "UPDATE runs SET num = rowid",
         "CREATE UNIQUE INDEX runs_num ON runs (num)",
+        "CREATE TRIGGER runs_num_required BEFORE INSERT ON runs WHEN NEW.num IS NULL "
+        "BEGIN SELECT RAISE(ABORT, 'a run of schema 3 has a number: this journal was "
+        "migrated by a newer actionqueues; upgrade this one'); END",
         """CREATE TABLE events (
             id INTEGER PRIMARY KEY,
             idx INTEGER NOT NULL,
@@ -166,11 +172,12 @@ POSTGRES_MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     # Step events (see EVENT_COLUMNS), keyed by each run's number; schema 1's
     # indexes of the status and the update time go, as SQLite's do.
     3: (
-        "DROP INDEX {s}.runs_unfinished",
-        "DROP INDEX {s}.runs_updated",
+        "DROP INDEX IF EXISTS {s}.runs_unfinished",
+        "DROP INDEX IF EXISTS {s}.runs_updated",
         "CREATE SEQUENCE {s}.run_numbers",
         "ALTER TABLE {s}.runs ADD COLUMN num bigint",
         "UPDATE {s}.runs SET num = nextval('{s}.run_numbers')",
+        "ALTER TABLE {s}.runs ALTER COLUMN num SET NOT NULL",  # an older writer: refused
         "CREATE UNIQUE INDEX runs_num ON {s}.runs (num)",
         """CREATE TABLE {s}.events (
             id bigint PRIMARY KEY,

@@ -195,8 +195,9 @@ class SQLiteJournal(Journal):
             self.write_threads = 8  # async queues' writes, to group
         self._version = SCHEMA_VERSION
         # Each unfinished run's next event's place, as this journal object wrote it
-        # (see ``_EVENTS``); counted from the journal when missing.
-        self._next: dict[str, int] = {}
+        # under a claim (see ``_EVENTS``); counted from the journal when missing: a
+        # claim of its own begins with what the other owners wrote.
+        self._next: dict[tuple[str, int], int] = {}
         try:
             if readonly:
                 self._open_to_read()
@@ -347,7 +348,7 @@ class SQLiteJournal(Journal):
             )
         except sqlite3.IntegrityError:
             raise run_taken(run_id) from None
-        self._next[run_id] = 1  # its events' places, from 1
+        self._next[run_id, 0] = 1  # its events' places, from 1
         db.executemany(
             f"INSERT INTO steps ({STEP_COLUMNS}) "
             "VALUES (?, ?, ?, ?, ?, 'pending', 0, 0, NULL, NULL, ?, ?)",
@@ -546,7 +547,7 @@ class SQLiteJournal(Journal):
         if not owned:
             raise lease_lost(run_id, self.owner)
         if status in FINISHED:  # counted again should it be written again (rolled back)
-            self._next.pop(run_id, None)
+            self._next.pop((run_id, claim), None)
 
     def _append(
         self,
@@ -557,7 +558,8 @@ class SQLiteJournal(Journal):
         changes: Sequence[StepChange],
     ) -> None:
         """Append ``changes`` as the run's next events, fenced (see ``_EVENTS``)."""
-        place = self._next.get(run_id)
+        key = (run_id, claim)
+        place = self._next.get(key)
         for tries in range(2):
             if place is None:
                 place = self._place(db, run_id)
@@ -570,15 +572,17 @@ class SQLiteJournal(Journal):
             except sqlite3.IntegrityError:
                 # The count fell behind (a write whose success was never seen here,
                 # interrupted after its statement): count again, once.
-                self._next.pop(run_id, None)
+                self._next.pop(key, None)
                 if tries:
                     raise
                 place = None
                 continue
             if written != len(changes):
-                self._next.pop(run_id, None)
+                self._next.pop(key, None)
                 raise lease_lost(run_id, self.owner)
-            self._next[run_id] = place + len(changes)
+            # Ahead of the journal if this transaction is rolled back: a gap, never a
+            # place taken twice (behind it, the IntegrityError above counts again).
+            self._next[key] = place + len(changes)
             return
 
     def _place(self, db: sqlite3.Connection, run_id: str) -> int:
