@@ -38,7 +38,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from .._errors import JournalError, LeaseLostError
 from .._registry import _encode
@@ -153,6 +153,15 @@ def _statement(schema: str, status: bool, events: bool) -> str:
         text = "WITH " + ", ".join(parts) + " SELECT count(*) FROM o"
         statement = _STATEMENTS[key] = text.replace("{s}", schema)
     return statement
+
+
+class _First(NamedTuple):
+    """A new run's first records, inserted with it: its events (JSON text, as
+    ``record()`` makes them), its status and error; None for none."""
+
+    events: str | None
+    status: str | None
+    error: str | None
 
 
 def _check(conn: psycopg.Connection[Any]) -> None:
@@ -529,10 +538,10 @@ class PostgresJournal(Journal):
         params: list[object] = [run_id, self.owner, claim]
         if status is not None:
             params += (self.lease, status, error)
+        events = None
         if changes:  # one JSON text: psycopg dumps it at once, five arrays item by item
-            params.append(
-                _encode([[c.index, c.status, c.state, c.attempts, c.error] for c in changes])
-            )
+            events = _encode([[c.index, c.status, c.state, c.attempts, c.error] for c in changes])
+            params.append(events)
         statement = _statement(f'"{self.schema}"', status is not None, bool(changes))
 
         def write(cur: psycopg.Cursor[Any]) -> None:
@@ -543,14 +552,21 @@ class PostgresJournal(Journal):
 
         if new is None:
             self._retrying(write, atomic=False)
+        elif claim != 0:  # not a new run's claim: the fence refuses it, as for any run
+            self._begin(run_id, new, write, _First(None, None, None))
         else:
-            self._begin(run_id, new, write)
+            self._begin(run_id, new, write, _First(events, status, error))
 
     def _begin(
-        self, run_id: str, new: NewRun, write: Callable[[psycopg.Cursor[Any]], None]
+        self,
+        run_id: str,
+        new: NewRun,
+        write: Callable[[psycopg.Cursor[Any]], None],
+        first_records: _First,
     ) -> None:
-        """A run's first write: insert the run, then ``write`` its first records, in
-        one transaction. The insert is a plain INSERT: a run id the journal holds,
+        """A run's first write: insert the run with its first records (one statement
+        with the insert, ``first_records``; or the insert, then ``write``), in one
+        transaction. The insert is a plain INSERT: a run id the journal holds,
         whoever wrote it, finished or not, is refused (``run_taken``), and of two
         queues inserting one id at once, the second waits for the first's commit and
         is refused. A commit whose reply was lost (the connection dropped) leaves its
@@ -563,9 +579,12 @@ class PostgresJournal(Journal):
             known = self._unsure.get(key)
             if known is not None and known[0] is new and self._committed(cur, known[1]):
                 xid = known[1]  # inserted by our attempt whose reply was lost
+                write(cur)
+            elif first_records.events is None and first_records.status is None:
+                xid = self._insert(cur, run_id, new, _First(None, None, None))
+                write(cur)  # nothing to record with it, but the fence's check
             else:
-                xid = self._insert(cur, run_id, new)
-            write(cur)
+                xid = self._insert(cur, run_id, new, first_records)
             self._unsure[key] = (new, xid)  # until the COMMIT's reply: not known
 
         self._retrying(first, atomic=True)
@@ -591,29 +610,41 @@ class PostgresJournal(Journal):
                 raise JournalError(msg)
             time.sleep(0.05)
 
-    def _insert(self, cur: psycopg.Cursor[Any], run_id: str, new: NewRun) -> str:
-        """Insert a new run, ours, with its steps pending; its transaction's id."""
+    def _insert(self, cur: psycopg.Cursor[Any], run_id: str, new: NewRun, first: _First) -> str:
+        """Insert a new run, ours, with its steps pending, and its first records
+        (``first``: its events, its status), in one statement; its transaction's id.
+        The run was never anyone else's: its events are its first, from place 1."""
         import psycopg
 
         name, mode, steps, groups = new
+        events = (
+            ", e AS (INSERT INTO {s}.events (id, "
+            f"{EVENT_COLUMNS}) SELECT r.num * {EVENT_SPAN} + v.k, (v.e->>0)::integer, "
+            f"v.e->>1, v.e->>2, (v.e->>3)::integer, v.e->>4, {_NOW} FROM r, "
+            "json_array_elements(%s::json) WITH ORDINALITY AS v(e, k))"
+            if first.events is not None
+            else ""
+        )
         try:
             cur.execute(
                 self._sql(
                     f"WITH r AS (INSERT INTO {{s}}.runs ({RUN_COLUMNS}, num) SELECT %s, %s, "
-                    f"'running', %s, %s, n + %s, 0, n, n, NULL, %s, nextval('{{s}}.run_numbers') "
-                    f"FROM (SELECT {_NOW} AS n) t), "
+                    "COALESCE(%s::text, 'running'), %s, %s, n + %s, 0, n, n, %s, %s, "
+                    f"nextval('{{s}}.run_numbers') FROM (SELECT {_NOW} AS n) t RETURNING num), "
                     f"s AS (INSERT INTO {{s}}.steps ({STEP_COLUMNS}) "
                     "SELECT %s, i - 1, u.e->>0, u.e->>1, u.e->>2, 'pending', 0, 0, NULL, NULL, "
                     f"{_NOW}, (u.e->>3)::integer FROM json_array_elements(%s::json) "
-                    "WITH ORDINALITY AS u(e, i)) "
+                    f"WITH ORDINALITY AS u(e, i)){events} "
                     "SELECT pg_current_xact_id()::text"
                 ),
                 (
                     run_id,
                     name,
+                    first.status,
                     mode,
                     self.owner,
                     self.lease,
+                    first.error,
                     len(steps),
                     run_id,
                     _encode(  # one JSON text, as a write's events (see record())
@@ -622,6 +653,7 @@ class PostgresJournal(Journal):
                             for i, (action, step, state) in enumerate(steps)
                         ]
                     ),
+                    *(() if first.events is None else (first.events,)),
                 ),
             )
         except psycopg.errors.UniqueViolation:
