@@ -444,3 +444,23 @@ def test_add_of_plain_functions_keeps_every_check_of_the_full_path() -> None:
     async_queue = actionqueues.AsyncActionQueue()
     async_queue.add(later, outer)  # an async queue takes both kinds
     assert ["later"] == [step.name for step in async_queue.report.steps]
+
+
+def test_a_function_actions_name_is_taken_when_first_asked_for() -> None:
+    """add(do, undo) leaves the step's name to be taken from the function when a
+    report or an event asks (it cost every add() a string split): the same name as
+    before, a local function's without its ``<locals>`` path, and one may set it."""
+    from actionqueues import FunctionAction
+
+    def charge() -> None:
+        pass
+
+    queue = ActionQueue()
+    queue.add(charge)
+    action = queue._actions[0]
+    assert isinstance(action, FunctionAction)
+    assert action._name is None  # nothing taken yet
+    assert ["charge"] == [s.name for s in queue.run().steps]
+    assert "charge" == action.name == action._name
+    action.name = "bill"
+    assert ("bill", "named") == (action.name, FunctionAction(charge, name="named").name)

@@ -93,11 +93,10 @@ class FunctionAction(Generic[T_co]):
     .. versionadded:: 1.0
     """
 
-    __slots__ = ("execute", "name", "rollback")
+    __slots__ = ("_name", "execute", "rollback")
 
     execute: Callable[[], T_co]
     rollback: Callable[[], object]
-    name: str
 
     def __init__(
         self,
@@ -108,7 +107,18 @@ class FunctionAction(Generic[T_co]):
     ) -> None:
         self.execute = execute
         self.rollback = _nothing if rollback is None else rollback
-        self.name = name if name is not None else callable_name(execute)
+        self._name = name  # the function's, taken when first asked for (add() is hot)
+
+    @property
+    def name(self) -> str:
+        """The step's name in reports and events."""
+        if self._name is None:
+            self._name = callable_name(self.execute)
+        return self._name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = value
 
     def __repr__(self) -> str:
         return f"FunctionAction({self.execute!r}, {self.rollback!r}, name={self.name!r})"
@@ -136,7 +146,7 @@ def function_action(fn: object, undo: object) -> FunctionAction[object] | None:
         type(undo) is not FunctionType or undo.__dict__ or undo.__code__.co_flags & _CO_COROUTINE
     ):
         return None
-    return FunctionAction(fn, undo, name=fn.__qualname__.rpartition("<locals>.")[2])
+    return FunctionAction(fn, undo)  # its name, callable_name()'s, when asked for
 
 
 def callable_name(fn: object) -> str:
