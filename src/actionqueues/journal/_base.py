@@ -10,7 +10,6 @@ when nothing runs in between (one commit a step).
 from __future__ import annotations
 
 import abc
-import contextlib
 import logging
 import math
 import os
@@ -19,7 +18,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from .._errors import JournalError, LeaseLostError
@@ -275,6 +274,23 @@ def prefix_range(prefix: object, limit: object) -> tuple[str, str | None]:
     if 0xD800 <= last <= 0xDFFF:  # no text holds a lone surrogate
         last = 0xE000
     return prefix, end[:-1] + chr(last)
+
+
+class _Operation:
+    """``Journal._using()``'s context manager: the operation counted in, and out."""
+
+    __slots__ = ("journal", "write")
+
+    def __init__(self, journal: Journal, write: bool) -> None:
+        self.journal, self.write = journal, write
+
+    def __enter__(self) -> None:
+        if self.write:
+            self.journal._check_writable()
+        self.journal._enter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.journal._exit()
 
 
 def lease_lost(run_id: str, owner: str) -> LeaseLostError:
@@ -641,18 +657,12 @@ class Journal(abc.ABC):
         self._close()
         _OPEN.discard(self)
 
-    @contextlib.contextmanager
-    def _using(self, *, write: bool = True) -> Iterator[None]:
+    def _using(self, *, write: bool = True) -> _Operation:
         """One operation on the journal (a write, unless ``write`` is False), which
         close() waits for; refused once closed, in a forked child the backend cannot
-        serve, or (a write) on a journal opened read-only."""
-        if write:
-            self._check_writable()
-        self._enter()
-        try:
-            yield
-        finally:
-            self._exit()
+        serve, or (a write) on a journal opened read-only. A plain context manager,
+        not a generator's: every journal write of every step goes through it."""
+        return _Operation(self, write)
 
     def _enter(self) -> None:
         """An operation starts: refused once the journal is closed (check and count

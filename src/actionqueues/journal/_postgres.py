@@ -552,20 +552,18 @@ class PostgresJournal(Journal):
 
         if new is None:
             self._retrying(write, atomic=False)
-        elif claim != 0:  # not a new run's claim: the fence refuses it, as for any run
-            self._begin(run_id, new, write, _First(None, None, None))
-        else:
-            self._begin(run_id, new, write, _First(events, status, error))
+        else:  # a claim other than a new run's: the fence refuses it, as for any run
+            self._begin(run_id, new, write, _First(events, status, error) if claim == 0 else None)
 
     def _begin(
         self,
         run_id: str,
         new: NewRun,
         write: Callable[[psycopg.Cursor[Any]], None],
-        first_records: _First,
+        first_records: _First | None,
     ) -> None:
         """A run's first write: insert the run with its first records (one statement
-        with the insert, ``first_records``; or the insert, then ``write``), in one
+        with the insert, ``first_records``; None: the insert, then ``write``), in one
         transaction. The insert is a plain INSERT: a run id the journal holds,
         whoever wrote it, finished or not, is refused (``run_taken``), and of two
         queues inserting one id at once, the second waits for the first's commit and
@@ -580,9 +578,9 @@ class PostgresJournal(Journal):
             if known is not None and known[0] is new and self._committed(cur, known[1]):
                 xid = known[1]  # inserted by our attempt whose reply was lost
                 write(cur)
-            elif first_records.events is None and first_records.status is None:
+            elif first_records is None:
                 xid = self._insert(cur, run_id, new, _First(None, None, None))
-                write(cur)  # nothing to record with it, but the fence's check
+                write(cur)
             else:
                 xid = self._insert(cur, run_id, new, first_records)
             self._unsure[key] = (new, xid)  # until the COMMIT's reply: not known
@@ -784,13 +782,12 @@ class PostgresJournal(Journal):
             steps = cur.fetchall()
             events: list[tuple[Any, ...]] = []
             if numbered and run[-1] is not None:
-                first = int(run[-1]) * EVENT_SPAN
                 cur.execute(
                     self._sql(
                         f"SELECT {EVENT_COLUMNS} FROM {{s}}.events "
-                        "WHERE id BETWEEN %s AND %s ORDER BY id"
+                        f"WHERE id {events_of('%s::bigint')} ORDER BY id"
                     ),
-                    (first, first + EVENT_SPAN - 1),
+                    (run[-1], run[-1]),
                 )
                 events = cur.fetchall()
         return RunRow(*run[: len(RunRow._fields)]), with_events(run_id, steps, events)

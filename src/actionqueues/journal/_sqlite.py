@@ -367,13 +367,8 @@ class SQLiteJournal(Journal):
         error: str | None = None,
         new: NewRun | None = None,
     ) -> None:
-        # As ``_using()`` does, without a context manager: the path of every step.
-        self._check_writable()
-        self._enter()
-        try:
+        with self._using():
             self._record(_Write((run_id, claim, changes, status, error, new)))
-        finally:
-            self._exit()
 
     def _record(self, write: _Write) -> None:
         if not self._grouped:  # each writer commits its own write, SQLite serialising them
@@ -695,10 +690,9 @@ class SQLiteJournal(Journal):
         ).fetchall()
         events: list[tuple[object, ...]] = []
         if numbered and isinstance(run[-1], int):
-            first = run[-1] * EVENT_SPAN
             events = db.execute(
-                f"SELECT {EVENT_COLUMNS} FROM events WHERE id BETWEEN ? AND ? ORDER BY id",
-                (first, first + EVENT_SPAN - 1),
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE id {events_of('?')} ORDER BY id",
+                (run[-1], run[-1]),
             ).fetchall()
         row = RunRow(*run[: len(RunRow._fields)])
         return row, with_events(run_id, steps, events)
